@@ -1,0 +1,103 @@
+"""Framework-neutral HTTP edges that every adapter shares.
+
+- `read_credentials`: the token (and DPoP proof) from request headers.
+- `error_response`: a GuardError as status, headers and JSON body.
+- `resource_metadata`: the RFC 9728 protected-resource document.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+from .config import GuardConfig
+from .errors import GuardError, TokenInvalid, TokenMissing
+
+__all__ = [
+    "METADATA_PATH",
+    "Credentials",
+    "ErrorResponse",
+    "error_response",
+    "metadata_path",
+    "metadata_url",
+    "read_credentials",
+    "resource_metadata",
+]
+
+METADATA_PATH = "/.well-known/oauth-protected-resource"
+_SCHEMES = {"bearer": "Bearer", "dpop": "DPoP"}
+
+
+class Credentials(NamedTuple):
+    """What the client presented: `scheme` is "Bearer" or "DPoP"."""
+
+    scheme: str
+    token: str
+    dpop_proof: str | None = None
+
+
+def read_credentials(authorization: str | None, dpop: str | None = None) -> Credentials:
+    """Parse `Authorization: Bearer|DPoP <token>`; TokenMissing when there is none.
+
+    The scheme is case-insensitive and surrounding whitespace is tolerated.
+    Another scheme (Basic, ...) counts as no grant token.
+    """
+    if authorization is None or not authorization.strip():
+        raise TokenMissing()
+    scheme, _, rest = authorization.strip().partition(" ")
+    canonical = _SCHEMES.get(scheme.lower())
+    if canonical is None:
+        raise TokenMissing(detail=f"Authorization uses the {scheme[:20]!r} scheme, not Bearer or DPoP")
+    token = rest.strip()
+    if not token:
+        raise TokenInvalid("The Authorization header has no token after the scheme.")
+    if any(char.isspace() for char in token):
+        raise TokenInvalid("The grant token is malformed.", detail="token contains whitespace")
+    return Credentials(canonical, token, dpop.strip() if dpop else None)
+
+
+class ErrorResponse(NamedTuple):
+    status: int
+    headers: dict[str, str]
+    body: dict[str, str]
+
+    def json_bytes(self) -> bytes:
+        return json.dumps(self.body).encode("utf-8")
+
+
+def error_response(error: GuardError, config: GuardConfig | None = None) -> ErrorResponse:
+    """Status, headers (`WWW-Authenticate` or `Retry-After`) and `{"error", "message"}` body."""
+    realm = config.realm if config else "grantex"
+    metadata = metadata_url(config.resource) if config and config.resource else None
+    headers = error.headers(realm, metadata)
+    headers["Cache-Control"] = "no-store"
+    return ErrorResponse(error.status, headers, error.to_dict())
+
+
+def metadata_path(resource: str) -> str:
+    """RFC 9728 section 3.1: the well-known path, with the resource's path appended."""
+    path = urlsplit(resource).path.rstrip("/")
+    return METADATA_PATH + path
+
+
+def metadata_url(resource: str) -> str:
+    parts = urlsplit(resource)
+    return f"{parts.scheme}://{parts.netloc}{metadata_path(resource)}"
+
+
+def resource_metadata(config: GuardConfig, scopes_supported: Iterable[str] = ()) -> dict[str, Any]:
+    """The RFC 9728 protected-resource metadata document for `config.resource`."""
+    if not config.resource:
+        raise ValueError("resource= (this API's identifier) must be configured to publish metadata")
+    document: dict[str, Any] = {
+        "resource": config.resource,
+        "authorization_servers": [config.issuer],
+        "bearer_methods_supported": ["header"],
+        "dpop_signing_alg_values_supported": ["ES256", "RS256"],
+    }
+    scopes = sorted(set(scopes_supported))
+    if scopes:
+        document["scopes_supported"] = scopes
+    return document

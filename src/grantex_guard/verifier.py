@@ -1,0 +1,363 @@
+"""Guard: the verification pipeline, once, for the sync and the async caller.
+
+    size -> header (alg, typ, crit, kid) -> key by kid and type -> signature
+    -> exp / iat / nbf -> iss -> claims of the four shapes -> (token cache)
+    -> audience -> delegation limit -> scopes
+
+Everything up to the token cache is a fact about the token and is cached
+(bounded, keyed by a hash, never past `exp` nor `jwks_ttl`); everything after
+depends on the route and runs on every call. Only the key lookup differs
+between `verify` and `verify_async`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from types import TracebackType
+from typing import Any, Literal, NamedTuple
+
+import httpx
+from cachetools import LRUCache
+
+from .claims import read_audience, read_grant, read_time
+from .config import GuardConfig
+from .errors import DelegationDenied, GuardError, TokenExpired, TokenInvalid
+from .grant import Grant
+from .jose import CompactToken, split_compact
+from .jwks import KeyCache, VerificationKey
+from .scopes import Requirement, requirement
+
+__all__ = ["Guard"]
+
+logger = logging.getLogger("grantex_guard")
+
+_LENIENT_TYPES = frozenset({None, "jwt", "at+jwt", "application/at+jwt"})
+_STRICT_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+_MAX_KID_LENGTH = 256
+_HEADER_CACHE_SIZE = 256  # distinct valid headers are few: one per (alg, kid, typ)
+
+Scopes = Iterable[str] | Requirement
+
+
+class _Verified(NamedTuple):
+    grant: Grant
+    expires: int
+    key_epoch: int
+    cache_until: float
+
+
+class Guard:
+    """Verifies Grantex grant tokens for one API. Thread-safe; share one per process.
+
+    Options are described in the README's configuration reference; every one
+    is validated here, so a misconfiguration fails at start-up, not on the
+    first request.
+    """
+
+    def __init__(
+        self,
+        issuer: str | None = None,
+        jwks_uri: str | None = None,
+        *,
+        audience: str | Sequence[str] | None = None,
+        audience_check: Literal["on", "off"] = "on",
+        algorithms: Sequence[str] = ("RS256", "ES256"),
+        legacy_claims: bool = True,
+        leeway: float = 30,
+        max_delegation_depth: int = 3,
+        max_token_bytes: int = 8192,
+        clock: Callable[[], float] | None = None,
+        jwks_ttl: float = 600,
+        jwks_refresh_cooldown: float = 30,
+        jwks_max_stale: float = 3600,
+        http_timeout: float = 5,
+        jwks_max_bytes: int = 65536,
+        jwks_max_keys: int = 128,
+        token_cache_size: int = 10_000,
+        http_client: httpx.Client | None = None,
+        async_http_client: httpx.AsyncClient | None = None,
+        allow_http: bool = False,
+        realm: str = "grantex",
+        resource: str | None = None,
+    ) -> None:
+        options = {name: value for name, value in locals().items() if name != "self"}
+        self.config = config = GuardConfig(**options)
+        self._clock = config.now
+        self._keys = KeyCache(
+            config.jwks_uri or "",
+            clock=self._clock,
+            ttl=config.jwks_ttl,
+            refresh_cooldown=config.jwks_refresh_cooldown,
+            max_stale=config.jwks_max_stale,
+            timeout=config.http_timeout,
+            max_bytes=config.jwks_max_bytes,
+            max_keys=config.jwks_max_keys,
+            http_client=config.http_client,
+            async_http_client=config.async_http_client,
+        )
+        self._algorithms = frozenset(config.algorithms)
+        self._accepted_types = _LENIENT_TYPES if config.legacy_claims else _STRICT_TYPES
+        # LRU-bounded in size; each entry carries its own deadline, checked on every read.
+        self._cache: LRUCache[bytes, _Verified] | None = None
+        if config.token_cache_size:
+            self._cache = LRUCache(config.token_cache_size)
+        self._cache_lock = threading.Lock()
+        self._headers: dict[bytes, tuple[str, str | None]] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Guard:
+        """Build from a settings mapping with upper-case keys (`{"ISSUER": ..., "AUDIENCE": ...}`)."""
+        return cls(**GuardConfig.options_from_settings(settings))
+
+    @property
+    def keys(self) -> KeyCache:
+        """The key cache (fetch counts and the current key set, for diagnostics)."""
+        return self._keys
+
+    # -- the two entry points -------------------------------------------------
+
+    def verify(
+        self,
+        token: str,
+        scopes: Scopes = (),
+        any_scopes: Iterable[str] = (),
+        audience: str | Sequence[str] | None = None,
+        dpop: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> Grant:
+        """Verify `token` and authorise it for `scopes`; raise a GuardError otherwise.
+
+        `dpop`, `method` and `url` describe the request for proof-of-possession
+        checks; until those are enforced a key-bound token is accepted as a
+        bearer token and `grant.key_thumbprint` exposes the binding.
+        """
+        required = self._requirement(scopes, any_scopes)
+        try:
+            verified = self._cached(token)
+            if verified is None:
+                compact, kid, alg = self._read_header(token)
+                verified = self._admit(token, compact, self._keys.get_key(kid, alg))
+            return self._authorize(verified, required, audience)
+        except GuardError as exc:
+            _log_rejection(exc)
+            raise
+
+    async def verify_async(
+        self,
+        token: str,
+        scopes: Scopes = (),
+        any_scopes: Iterable[str] = (),
+        audience: str | Sequence[str] | None = None,
+        dpop: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> Grant:
+        """`verify` for async code: the only I/O (a key fetch) never blocks the event loop."""
+        required = self._requirement(scopes, any_scopes)
+        try:
+            verified = self._cached(token)
+            if verified is None:
+                compact, kid, alg = self._read_header(token)
+                key = await self._keys.get_key_async(kid, alg)
+                verified = self._admit(token, compact, key)
+            return self._authorize(verified, required, audience)
+        except GuardError as exc:
+            _log_rejection(exc)
+            raise
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def warm_up(self) -> None:
+        """Fetch the JWKS now (for start-up), raising GrantexUnavailable on failure."""
+        self._keys.warm_up()
+
+    async def warm_up_async(self) -> None:
+        await self._keys.warm_up_async()
+
+    def close(self) -> None:
+        """Release the HTTP clients the guard opened (never ones passed in)."""
+        self._keys.close()
+
+    async def aclose(self) -> None:
+        await self._keys.aclose()
+
+    def __enter__(self) -> Guard:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Guard:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    # -- pipeline steps ---------------------------------------------------------
+
+    @staticmethod
+    def _requirement(scopes: Scopes, any_scopes: Iterable[str]) -> Requirement:
+        if isinstance(scopes, Requirement):
+            return scopes
+        if isinstance(scopes, str) or isinstance(any_scopes, str):
+            raise TypeError("scopes must be a list of scope strings, not a single string")
+        return requirement(tuple(scopes), tuple(any_scopes))
+
+    def _cached(self, token: str) -> _Verified | None:
+        if self._cache is None or not isinstance(token, str):
+            return None
+        key = _cache_key(token)
+        with self._cache_lock:
+            verified = self._cache.get(key)
+            if verified is None:
+                return None
+            if verified.cache_until <= self._clock() or verified.key_epoch != self._keys.key_epoch:
+                del self._cache[key]
+                return None
+        return verified
+
+    def _read_header(self, token: str) -> tuple[CompactToken, str | None, str]:
+        compact = split_compact(token, self.config.max_token_bytes)
+        checked = self._headers.get(compact.header_b64)
+        if checked is None:
+            checked = self._check_header(compact.header())
+            if len(self._headers) >= _HEADER_CACHE_SIZE:
+                self._headers.clear()
+            self._headers[compact.header_b64] = checked
+        alg, kid = checked
+        return compact, kid, alg
+
+    def _check_header(self, header: dict[str, Any]) -> tuple[str, str | None]:
+        """The header's (alg, kid) once alg, typ, crit and kid are acceptable."""
+        alg = header.get("alg")
+        if alg not in self._algorithms:
+            raise TokenInvalid(
+                "The grant token's signing algorithm is not accepted.",
+                detail=f"alg {alg!r} is not one of {sorted(self._algorithms)}",
+            )
+        if "crit" in header:
+            raise TokenInvalid(detail=f"crit header {header['crit']!r} names extensions not supported")
+        typ = header.get("typ")
+        if typ is not None and not isinstance(typ, str):
+            raise TokenInvalid(detail=f"typ header must be a string, got {type(typ).__name__}")
+        if (typ.lower() if typ is not None else None) not in self._accepted_types:
+            raise TokenInvalid(
+                "This is not a grant token.",
+                detail=f"typ {typ!r} is not a grant-token type (accepted: "
+                f"{sorted(t or 'absent' for t in self._accepted_types)})",
+            )
+        kid = header.get("kid")
+        if kid is not None and (not isinstance(kid, str) or not 0 < len(kid) <= _MAX_KID_LENGTH):
+            raise TokenInvalid(detail="kid header must be a string of 1 to 256 characters")
+        return alg, kid
+
+    def _admit(self, token: str, compact: CompactToken, key: VerificationKey) -> _Verified:
+        if not key.verify(compact.signing_input, compact.signature):
+            raise TokenInvalid(
+                "The grant token's signature is invalid.",
+                detail=f"signature does not verify with key {key.kid!r} ({key.alg})",
+            )
+        claims = compact.payload()
+        now = self._clock()
+        expires = self._check_times(claims, now)
+        issuer = claims.get("iss")
+        if issuer != self.config.issuer:
+            raise TokenInvalid(
+                "The grant token was issued by an issuer this API does not trust.",
+                detail=f"expected iss {self.config.issuer!r}, got {issuer!r}",
+            )
+        grant = read_grant(
+            claims,
+            legacy_claims=self.config.legacy_claims,
+            issued_at=read_time(claims, "iat", required=True) or 0,
+            expires_at=expires,
+            audience=read_audience(claims),
+        )
+        verified = _Verified(grant, expires, self._keys.key_epoch,
+                             min(float(expires), now + self.config.jwks_ttl))
+        if self._cache is not None:
+            with self._cache_lock:
+                self._cache[_cache_key(token)] = verified
+        return verified
+
+    def _check_times(self, claims: dict[str, Any], now: float) -> int:
+        leeway = self.config.leeway
+        expires = read_time(claims, "exp", required=True) or 0
+        issued = read_time(claims, "iat", required=True) or 0
+        not_before = read_time(claims, "nbf", required=False)
+        if now > expires + leeway:
+            raise _expired(expires, now)
+        if issued > now + leeway:
+            raise TokenInvalid(
+                "The grant token is issued in the future: check the clocks.",
+                detail=f"iat is {issued - now:.0f} s ahead of this server's clock (leeway {leeway} s)",
+            )
+        if not_before is not None and not_before > now + leeway:
+            raise TokenInvalid(
+                "The grant token is not valid yet.",
+                detail=f"nbf is {not_before - now:.0f} s ahead of this server's clock",
+            )
+        return expires
+
+    def _authorize(self, verified: _Verified, required: Requirement,
+                   audience: str | Sequence[str] | None) -> Grant:
+        grant = verified.grant
+        if self._clock() > verified.expires + self.config.leeway:
+            raise _expired(verified.expires, self._clock())
+        self._check_audience(grant, audience)
+        if grant.delegation_depth > self.config.max_delegation_depth:
+            raise DelegationDenied(
+                f"Delegation depth {grant.delegation_depth} exceeds this API's limit of "
+                f"{self.config.max_delegation_depth}.",
+            )
+        if required:
+            required.check(grant.scope_set)
+        return grant
+
+    def _check_audience(self, grant: Grant, audience: str | Sequence[str] | None) -> None:
+        if audience is None:
+            if self.config.audience_check == "off":
+                return
+            expected: Sequence[str] = self.config.audience  # type: ignore[assignment]
+        else:
+            expected = (audience,) if isinstance(audience, str) else tuple(audience)
+        if expected:
+            if not any(value in grant.audience for value in expected):
+                raise TokenInvalid(
+                    "The grant token is not meant for this API.",
+                    detail=f"expected aud {list(expected)}, token has {list(grant.audience) or 'no aud'}",
+                )
+        elif grant.audience:
+            raise TokenInvalid(
+                "The grant token is bound to another API.",
+                detail=f"token has aud {list(grant.audience)} but no audience is configured: set "
+                "audience= to this API's identifier, or audience_check='off' to ignore aud",
+            )
+
+
+def _cache_key(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+def _expired(expires: int, now: float) -> TokenExpired:
+    return TokenExpired(detail=f"token expired {_ago(now - expires)} ago (exp {expires})")
+
+
+def _ago(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def _log_rejection(exc: GuardError) -> None:
+    if exc.status >= 500:
+        logger.warning("grant token could not be checked: %s", exc.detail)
+    else:
+        logger.debug("grant token rejected: %s: %s", exc.code, exc.detail)

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import pytest
+
+from grantex_guard import Guard
+from grantex_guard.testing import LocalIssuer
+
+API = "https://api.example.com"
+NOW = 1_800_000_000.0
+
+
+class FakeClock:
+    """A clock the test moves by hand: no test sleeps to make time pass."""
+
+    def __init__(self, now: float = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["RS256", "ES256"])
+def alg(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def issuer(clock: FakeClock) -> LocalIssuer:
+    return LocalIssuer("RS256", clock=clock)
+
+
+@pytest.fixture
+def guard(issuer: LocalIssuer) -> Guard:
+    return issuer.guard(audience=API)

@@ -1,0 +1,67 @@
+"""Framework-neutral edges: reading credentials, rendering errors, RFC 9728 metadata."""
+
+from __future__ import annotations
+
+import pytest
+
+from grantex_guard import Guard, InsufficientScope, TokenInvalid, TokenMissing
+from grantex_guard.http import error_response, read_credentials, resource_metadata
+
+
+@pytest.mark.parametrize(
+    ("header", "scheme", "token"),
+    [
+        ("Bearer abc.def.ghi", "Bearer", "abc.def.ghi"),
+        ("bearer abc.def.ghi", "Bearer", "abc.def.ghi"),
+        ("  BEARER   abc.def.ghi  ", "Bearer", "abc.def.ghi"),
+        ("DPoP abc.def.ghi", "DPoP", "abc.def.ghi"),
+        ("dpop abc.def.ghi", "DPoP", "abc.def.ghi"),
+    ],
+)
+def test_credentials_are_read_from_bearer_and_dpop(header: str, scheme: str, token: str) -> None:
+    credentials = read_credentials(header, "proof")
+    assert (credentials.scheme, credentials.token, credentials.dpop_proof) == (scheme, token, "proof")
+
+
+@pytest.mark.parametrize("header", [None, "", "   ", "Basic dXNlcjpwYXNz", "Token abc"])
+def test_no_grant_token_is_token_missing(header: str | None) -> None:
+    with pytest.raises(TokenMissing):
+        read_credentials(header)
+
+
+@pytest.mark.parametrize("header", ["Bearer", "Bearer   ", "Bearer a b", "Bearer a\tb"])
+def test_a_broken_bearer_header_is_token_invalid(header: str) -> None:
+    with pytest.raises(TokenInvalid):
+        read_credentials(header)
+
+
+def test_error_response_renders_status_headers_and_body() -> None:
+    guard = Guard(issuer="https://issuer.example", realm="payments",
+                  resource="https://api.example/v1")
+    response = error_response(InsufficientScope("Missing scope 'a:b'.", required_scopes=["a:b"]),
+                              guard.config)
+    assert response.status == 403
+    assert response.body == {"error": "SCOPE_INSUFFICIENT", "message": "Missing scope 'a:b'."}
+    assert response.headers["WWW-Authenticate"] == (
+        'Bearer realm="payments", error="insufficient_scope", error_description="Missing scope '
+        "'a:b'.\", scope=\"a:b\", resource_metadata="
+        '"https://api.example/.well-known/oauth-protected-resource/v1"'
+    )
+    assert response.json_bytes().startswith(b'{"error": "SCOPE_INSUFFICIENT"')
+
+
+def test_resource_metadata_document() -> None:
+    guard = Guard(issuer="https://issuer.example", resource="https://api.example")
+    document = resource_metadata(guard.config, ["calendar:read", "email:send", "calendar:read"])
+    assert document == {
+        "resource": "https://api.example",
+        "authorization_servers": ["https://issuer.example"],
+        "bearer_methods_supported": ["header"],
+        "dpop_signing_alg_values_supported": ["ES256", "RS256"],
+        "scopes_supported": ["calendar:read", "email:send"],
+    }
+
+
+def test_resource_metadata_needs_a_resource() -> None:
+    with pytest.raises(ValueError, match="resource="):
+        resource_metadata(Guard(issuer="https://issuer.example").config)
