@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from grantex_guard import Guard
 from grantex_guard.testing import LocalIssuer
+
+from .redis_server import RedisServer
 
 API = "https://api.example.com"
 NOW = 1_800_000_000.0
@@ -40,3 +44,22 @@ def issuer(clock: FakeClock) -> LocalIssuer:
 @pytest.fixture
 def guard(issuer: LocalIssuer) -> Guard:
     return issuer.guard(audience=API)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """A running, empty Redis (restarted if a test stopped it)."""
+    if redis_server.process is None:
+        redis_server.start()
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url

@@ -52,7 +52,7 @@ CASES = [
     Case("valid token", "/calendar", 200, None, None,
          lambda i: _bearer(i.mint(GRANTED, audience=API))),
     Case("valid token, lower-case scheme", "/calendar", 200, None, None,
-         lambda i: {"Authorization": f"bearer  {i.mint(GRANTED, audience=API)} "}),
+         lambda i: {"Authorization": f"bearer  {i.mint(GRANTED, audience=API)}"}),
     Case("payment cap below the route's amount", "/payments", 403, "SCOPE_INSUFFICIENT", INSUFFICIENT,
          lambda i: _bearer(i.mint(GRANTED, audience=API))),
     Case("uncapped payment grant", "/payments", 200, None, None,

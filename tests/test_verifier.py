@@ -67,7 +67,8 @@ def test_every_token_shape_verifies_with_both_algorithms(alg: str, shape: str,
     assert grant.audience == (API,)
 
 
-def test_standard_token_fills_every_grant_field(issuer: LocalIssuer, guard: Guard) -> None:
+def test_standard_token_fills_every_grant_field(issuer: LocalIssuer) -> None:
+    guard = issuer.guard(audience=API, proof_of_possession="off")  # the binding is only read here
     token = issuer.mint(SCOPES, audience=API, principal_id="user_alice", agent="did:grantex:ag_A",
                         budget=(Decimal("400.50"), "EUR"), bound_to="thumb", grant_id="grnt_1")
     claims = unverified_claims(token)
@@ -408,8 +409,8 @@ NULLABLE = ["sub", "jti", "iat", "exp", "aud", "iss", "scope", "client_id", "cnf
 
 
 @pytest.mark.parametrize("claim", NULLABLE)
-def test_a_claim_present_with_null_is_invalid(issuer: LocalIssuer, guard: Guard,
-                                              claim: str) -> None:
+def test_a_claim_present_with_null_is_invalid(issuer: LocalIssuer, claim: str) -> None:
+    guard = issuer.guard(audience=API, proof_of_possession="off")
     payload = unverified_claims(issuer.mint(audience=API, bound_to="t"))
     payload[claim] = None
     with pytest.raises(TokenInvalid):

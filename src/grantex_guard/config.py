@@ -7,12 +7,15 @@ import ipaddress
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-import httpx
-
 from .claims import MAX_PROTOCOL_DEPTH
+
+if TYPE_CHECKING:  # loaded only when a client is passed: `import grantex_guard` stays light
+    import httpx
+
+    from .dpop import ReplayStore
 
 __all__ = ["SUPPORTED_ALGORITHMS", "GuardConfig"]
 
@@ -101,6 +104,10 @@ class GuardConfig:
     allow_http: bool = False
     realm: str = "grantex"
     resource: str | None = None
+    proof_of_possession: Literal["enforce", "require", "warn", "off"] = "enforce"
+    dpop_max_age: float = 300
+    dpop_leeway: float = 10
+    replay_store: ReplayStore | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         issuer, jwks_uri = _derive(self.issuer, self.jwks_uri)
@@ -147,8 +154,18 @@ class GuardConfig:
         _number("jwks_max_bytes", self.jwks_max_bytes, minimum=1024, integer=True)
         _number("jwks_max_keys", self.jwks_max_keys, minimum=1, integer=True)
         _number("token_cache_size", self.token_cache_size, minimum=0, integer=True)
+        _number("dpop_max_age", self.dpop_max_age, minimum=1, maximum=3600)
+        _number("dpop_leeway", self.dpop_leeway, minimum=0, maximum=300)
 
     def _check_kinds(self) -> None:
+        if self.proof_of_possession not in ("enforce", "require", "warn", "off"):
+            raise ValueError(
+                'proof_of_possession must be "enforce", "require", "warn" or "off", '
+                f"got {self.proof_of_possession!r}"
+            )
+        store = self.replay_store
+        if store is not None and not (hasattr(store, "first_use") and hasattr(store, "first_use_async")):
+            raise ValueError("replay_store must provide first_use() and first_use_async()")
         if self.audience_check not in ("on", "off"):
             raise ValueError(f'audience_check must be "on" or "off", got {self.audience_check!r}')
         for name in ("legacy_claims", "allow_http"):
@@ -160,6 +177,12 @@ class GuardConfig:
             raise ValueError("realm must be a non-empty string without quotes")
         if self.resource is not None:
             _check_url("resource", self.resource, fetched=False, allow_http=True)
+        if self.http_client is not None or self.async_http_client is not None:
+            self._check_clients()
+
+    def _check_clients(self) -> None:
+        import httpx
+
         if self.http_client is not None and not isinstance(self.http_client, httpx.Client):
             raise ValueError("http_client must be an httpx.Client")
         if self.async_http_client is not None and not isinstance(
@@ -177,15 +200,23 @@ class GuardConfig:
         return tuple(f.name for f in fields(cls))
 
     @classmethod
-    def options_from_settings(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
-        """Map `{"ISSUER": ..., "JWKS_URI": ...}` to keyword options; unknown keys are errors."""
+    def options_from_settings(cls, settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+        """Map `{"ISSUER": ..., "JWKS_URI": ...}` to keyword options; unknown keys are errors.
+
+        With `prefix` (Flask's "GRANTEX_"), only keys starting with it are read,
+        and errors name the key as written.
+        """
         known = cls.option_names()
         options: dict[str, Any] = {}
         for key, value in settings.items():
-            name = key.lower() if isinstance(key, str) else key
-            if not isinstance(key, str) or key != key.upper() or name not in known:
-                hint = difflib.get_close_matches(str(key).lower(), known, n=1)
-                suggestion = f" (did you mean {hint[0].upper()!r}?)" if hint else ""
+            if not isinstance(key, str) or not key.startswith(prefix):
+                if prefix:
+                    continue
+                raise ValueError(f"unknown grantex-guard setting {key!r}")
+            name = key[len(prefix):].lower()
+            if key != key.upper() or name not in known:
+                hint = difflib.get_close_matches(name, known, n=1)
+                suggestion = f" (did you mean {(prefix + hint[0]).upper()!r}?)" if hint else ""
                 raise ValueError(f"unknown grantex-guard setting {key!r}{suggestion}")
             options[name] = value
         return options

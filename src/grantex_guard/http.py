@@ -37,6 +37,15 @@ class Credentials(NamedTuple):
     token: str
     dpop_proof: str | None = None
 
+    @property
+    def proof(self) -> str | None:
+        """The DPoP proof to check: only a token sent with the DPoP scheme carries one.
+
+        A key-bound token sent as `Bearer` therefore fails with DPOP_REQUIRED,
+        which tells the client to use the DPoP scheme (RFC 9449 section 7.1).
+        """
+        return self.dpop_proof if self.scheme == "DPoP" else None
+
 
 def read_credentials(authorization: str | None, dpop: str | None = None) -> Credentials:
     """Parse `Authorization: Bearer|DPoP <token>`; TokenMissing when there is none.

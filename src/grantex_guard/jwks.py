@@ -45,9 +45,8 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -56,7 +55,12 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from .errors import GrantexUnavailable, TokenInvalid
 from .jose import b64url_decode, b64url_encode, decode_json_object, jwk_thumbprint
 
-__all__ = ["KeyCache", "KeySet", "RefreshPolicy", "VerificationKey"]
+if TYPE_CHECKING:  # httpx loads on the first fetch, keeping `import grantex_guard` light
+    import ssl
+
+    import httpx
+
+__all__ = ["KeyCache", "KeySet", "RefreshPolicy", "VerificationKey", "key_from_jwk"]
 
 logger = logging.getLogger("grantex_guard")
 
@@ -99,7 +103,7 @@ class VerificationKey:
             return False
 
 
-class _SkipEntry(Exception):
+class _SkipEntry(ValueError):
     """A JWKS entry we cannot use for grant tokens: skipped, never fatal."""
 
 
@@ -175,6 +179,14 @@ def _entry_key(jwk: Mapping[str, Any], source: str) -> VerificationKey:
     if kty == "EC":
         return _ec_key(jwk, kid)
     raise _SkipEntry(f"key type {kty!r} cannot sign RS256/ES256 grant tokens")
+
+
+def key_from_jwk(jwk: Mapping[str, Any], alg: str, *, source: str) -> VerificationKey:
+    """The public key a JWK holds, for `alg` (RS256 or ES256); ValueError when unusable."""
+    expected = {"RS256": "RSA", "ES256": "EC"}.get(alg)
+    if jwk.get("kty") != expected:
+        raise ValueError(f"key type {jwk.get('kty')!r} cannot verify {alg}")
+    return _entry_key(jwk, source)
 
 
 class KeySet:
@@ -403,11 +415,17 @@ class _FetchFailed(Exception):
         self.reason = reason
 
 
-# What a fetch may raise besides _FetchFailed; all become a recorded failure.
-_FETCH_ERRORS = (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL, OSError, ValueError)
+def _fetch_errors() -> tuple[type[BaseException], ...]:
+    """What a fetch may raise; each becomes a recorded failure, never a 500."""
+    import httpx
+
+    return (_FetchFailed, asyncio.TimeoutError, httpx.HTTPError, httpx.StreamError,
+            httpx.InvalidURL, OSError, ValueError)
 
 
 def _describe(exc: BaseException, timeout: float) -> str:
+    import httpx
+
     if isinstance(exc, (httpx.TimeoutException, TimeoutError, asyncio.TimeoutError)):
         return f"timed out after {timeout:g} s"
     if isinstance(exc, _FetchFailed):
@@ -507,6 +525,7 @@ class KeyCache:
         self._user_client = http_client
         self._own_client: httpx.Client | None = None
         self._user_async_client = async_http_client
+        self._ssl_context: ssl.SSLContext | None = None
         self._sync_lock = threading.Lock()
         self._loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
@@ -557,7 +576,7 @@ class KeyCache:
         """One attempt, recorded in the policy; returns the failure reason, if any."""
         try:
             keys = self._download_sync()
-        except (_FetchFailed, *_FETCH_ERRORS) as exc:
+        except _fetch_errors() as exc:
             return self._record_failure(exc)
         self._policy.record_success(keys, self._clock())
         return None
@@ -586,6 +605,8 @@ class KeyCache:
         if self._user_client is not None:
             return self._user_client
         if self._own_client is None:
+            import httpx
+
             self._own_client = httpx.Client(follow_redirects=False, timeout=self._timeout)
         return self._own_client
 
@@ -625,7 +646,7 @@ class KeyCache:
     async def _fetch_async(self) -> str | None:
         try:
             keys = await asyncio.wait_for(self._download_async(), self._timeout)
-        except (_FetchFailed, asyncio.TimeoutError, *_FETCH_ERRORS) as exc:
+        except _fetch_errors() as exc:
             return self._record_failure(exc)
         self._policy.record_success(keys, self._clock())
         return None
@@ -633,8 +654,14 @@ class KeyCache:
     async def _download_async(self) -> KeySet:
         if self._user_async_client is not None:
             return await self._download_with(self._user_async_client)
+        import httpx
+
         # A short-lived client per fetch (fetches are rare), so no client is tied to a loop.
-        async with httpx.AsyncClient(follow_redirects=False, timeout=self._timeout) as client:
+        # Its TLS context is built once, in a worker thread: loading CA files is blocking I/O.
+        if self._ssl_context is None:
+            self._ssl_context = await asyncio.to_thread(httpx.create_ssl_context)
+        async with httpx.AsyncClient(follow_redirects=False, timeout=self._timeout,
+                                     verify=self._ssl_context) as client:
             return await self._download_with(client)
 
     async def _download_with(self, client: httpx.AsyncClient) -> KeySet:

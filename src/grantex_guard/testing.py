@@ -27,11 +27,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from .claims import BUDGET_TYPE, GRANT_CLAIM
+from .dpop import access_token_hash
 from .grant import Grant
 from .jose import b64url_decode, b64url_encode, jwk_thumbprint
 from .verifier import Guard
 
-__all__ = ["JWKS_PATH", "LocalIssuer", "SigningKey"]
+__all__ = ["JWKS_PATH", "DPoPAgent", "LocalIssuer", "SigningKey", "unverified_claims"]
 
 JWKS_PATH = "/.well-known/jwks.json"
 Alg = Literal["RS256", "ES256"]
@@ -91,6 +92,35 @@ class SigningKey:
         ]
         signing_input = ".".join(parts).encode("ascii")
         return ".".join([*parts, b64url_encode(self.sign(signing_input))])
+
+
+class DPoPAgent:
+    """An agent holding a key: mint tokens bound to it, and sign a DPoP proof per request.
+
+        agent = DPoPAgent()
+        token = issuer.mint(["calendar:read"], bound_to=agent.thumbprint)
+        headers = agent.headers(token, "GET", "https://api.example.com/calendar")
+    """
+
+    def __init__(self, alg: Alg = "ES256", *, clock: Callable[[], float] = time.time) -> None:
+        self.key = SigningKey(alg)
+        self.thumbprint = self.key.thumbprint
+        self.clock = clock
+
+    def proof(self, method: str, url: str, token: str | None = None, *,
+              claims: Mapping[str, Any] | None = None,
+              header: Mapping[str, Any] | None = None) -> str:
+        """A proof for one request; `claims`/`header` override members (None deletes one)."""
+        payload: dict[str, Any] = {"htm": method, "htu": url, "iat": int(self.clock()),
+                                   "jti": secrets.token_urlsafe(16)}
+        if token is not None:
+            payload["ath"] = access_token_hash(token)
+        proof_header = {"typ": "dpop+jwt", "alg": self.key.alg, "jwk": self.key._public_members()}
+        return self.key.compact(_merged(proof_header, header), _merged(payload, claims))
+
+    def headers(self, token: str, method: str, url: str) -> dict[str, str]:
+        """`Authorization: DPoP <token>` and a fresh `DPoP` proof for this request."""
+        return {"Authorization": f"DPoP {token}", "DPoP": self.proof(method, url, token)}
 
 
 def unverified_claims(token: str) -> dict[str, Any]:

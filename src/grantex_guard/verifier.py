@@ -17,18 +17,21 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-import httpx
 from cachetools import LRUCache
 
 from .claims import read_audience, read_grant, read_time
 from .config import GuardConfig
-from .errors import DelegationDenied, GuardError, TokenExpired, TokenInvalid
+from .dpop import MemoryReplayStore, Proof, ReplayStore, check_proof, replay_key
+from .errors import DelegationDenied, GuardError, ProofInvalid, ProofRequired, TokenExpired, TokenInvalid
 from .grant import Grant
 from .jose import CompactToken, split_compact
 from .jwks import KeyCache, VerificationKey
 from .scopes import Requirement, requirement
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["Guard"]
 
@@ -82,6 +85,10 @@ class Guard:
         allow_http: bool = False,
         realm: str = "grantex",
         resource: str | None = None,
+        proof_of_possession: Literal["enforce", "require", "warn", "off"] = "enforce",
+        dpop_max_age: float = 300,
+        dpop_leeway: float = 10,
+        replay_store: ReplayStore | None = None,
     ) -> None:
         options = {name: value for name, value in locals().items() if name != "self"}
         self.config = config = GuardConfig(**options)
@@ -106,6 +113,8 @@ class Guard:
             self._cache = LRUCache(config.token_cache_size)
         self._cache_lock = threading.Lock()
         self._headers: dict[bytes, tuple[str, str | None]] = {}
+        self._replay_store: ReplayStore = config.replay_store or MemoryReplayStore(clock=self._clock)
+        self._warned_unproven: LRUCache[str, bool] = LRUCache(4096)
 
     @classmethod
     def from_settings(cls, settings: Any) -> Guard:
@@ -141,7 +150,11 @@ class Guard:
             if verified is None:
                 compact, kid, alg = self._read_header(token)
                 verified = self._admit(token, compact, self._keys.get_key(kid, alg))
-            return self._authorize(verified, required, audience)
+            grant = self._authorize(verified, audience)
+            proof = self._check_proof(grant, token, dpop, method, url)
+            if proof is not None and not self._replay_store.first_use(*self._replay_entry(proof)):
+                raise _replayed()
+            return self._check_scopes(grant, required)
         except GuardError as exc:
             _log_rejection(exc)
             raise
@@ -164,7 +177,13 @@ class Guard:
                 compact, kid, alg = self._read_header(token)
                 key = await self._keys.get_key_async(kid, alg)
                 verified = self._admit(token, compact, key)
-            return self._authorize(verified, required, audience)
+            grant = self._authorize(verified, audience)
+            proof = self._check_proof(grant, token, dpop, method, url)
+            if proof is not None and not await self._replay_store.first_use_async(
+                *self._replay_entry(proof)
+            ):
+                raise _replayed()
+            return self._check_scopes(grant, required)
         except GuardError as exc:
             _log_rejection(exc)
             raise
@@ -305,8 +324,7 @@ class Guard:
             )
         return expires
 
-    def _authorize(self, verified: _Verified, required: Requirement,
-                   audience: str | Sequence[str] | None) -> Grant:
+    def _authorize(self, verified: _Verified, audience: str | Sequence[str] | None) -> Grant:
         grant = verified.grant
         if self._clock() > verified.expires + self.config.leeway:
             raise _expired(verified.expires, self._clock())
@@ -316,6 +334,43 @@ class Guard:
                 f"Delegation depth {grant.delegation_depth} exceeds this API's limit of "
                 f"{self.config.max_delegation_depth}.",
             )
+        return grant
+
+    def _check_proof(self, grant: Grant, token: str, dpop: str | None, method: str | None,
+                     url: str | None) -> Proof | None:
+        """Proof of possession (RFC 9449) under the configured policy; the proof to remember."""
+        policy = self.config.proof_of_possession
+        thumbprint = grant.key_thumbprint
+        if policy == "off":
+            return None
+        if thumbprint is None:
+            if policy == "require":
+                raise ProofRequired("This API accepts only key-bound tokens sent with a DPoP proof.")
+            return None
+        if dpop is None:
+            if policy == "warn":
+                self._warn_unproven(grant)
+                return None
+            raise ProofRequired()
+        if method is None or url is None:
+            raise TypeError("verify(dpop=...) needs the request's method= and url=")
+        return check_proof(dpop, access_token=token, thumbprint=thumbprint, method=method, url=url,
+                           now=self._clock(), max_age=self.config.dpop_max_age,
+                           leeway=self.config.dpop_leeway)
+
+    def _replay_entry(self, proof: Proof) -> tuple[str, float]:
+        return replay_key(proof), proof.issued_at + self.config.dpop_max_age + self.config.dpop_leeway
+
+    def _warn_unproven(self, grant: Grant) -> None:
+        if self._warned_unproven.get(grant.token_id) is None:
+            self._warned_unproven[grant.token_id] = True
+            logger.warning(
+                "key-bound token %s accepted without a DPoP proof (proof_of_possession='warn')",
+                grant.token_id,
+            )
+
+    @staticmethod
+    def _check_scopes(grant: Grant, required: Requirement) -> Grant:
         if required:
             required.check(grant.scope_set)
         return grant
@@ -354,6 +409,11 @@ def _ago(seconds: float) -> str:
         if seconds >= size:
             return f"{seconds / size:.0f} {unit}"
     return f"{seconds:.0f} s"
+
+
+def _replayed() -> ProofInvalid:
+    return ProofInvalid("The DPoP proof was already used: sign a new proof for each request.",
+                        detail="DPoP proof jti replayed within its validity window")
 
 
 def _log_rejection(exc: GuardError) -> None:
