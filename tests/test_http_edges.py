@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from grantex_guard import Guard, InsufficientScope, TokenInvalid, TokenMissing
-from grantex_guard.http import error_response, read_credentials, resource_metadata
+from grantex_guard.http import error_response, read_credentials, request_url, resource_metadata
 
 
 @pytest.mark.parametrize(
@@ -65,3 +67,32 @@ def test_resource_metadata_document() -> None:
 def test_resource_metadata_needs_a_resource() -> None:
     with pytest.raises(ValueError, match="resource="):
         resource_metadata(Guard(issuer="https://issuer.example").config)
+
+
+def _headers(**values: str) -> Callable[[str], str | None]:
+    lowered = {name.replace("_", "-").lower(): value for name, value in values.items()}
+    return lambda name: lowered.get(name.lower())
+
+
+URL = "http://10.0.0.5:8000/calendar?x=1"
+
+
+@pytest.mark.parametrize(
+    ("options", "headers", "expected"),
+    [
+        ({}, {}, URL),
+        ({}, {"X_Forwarded_Proto": "https", "X_Forwarded_Host": "api.example"}, URL),
+        ({"trust_forwarded_headers": True},
+         {"X_Forwarded_Proto": "https", "X_Forwarded_Host": "api.example"},
+         "https://api.example/calendar?x=1"),
+        ({"trust_forwarded_headers": True},
+         {"Forwarded": 'for=1.2.3.4;proto=https;host="api.example", for=5.6.7.8;proto=http'},
+         "https://api.example/calendar?x=1"),
+        ({"public_base_url": "https://api.example/v1"}, {"X_Forwarded_Host": "evil.example"},
+         "https://api.example/v1/calendar?x=1"),
+    ],
+)
+def test_request_url_behind_a_proxy(options: dict[str, object], headers: dict[str, str],
+                                    expected: str) -> None:
+    config = Guard(issuer="https://issuer.example", **options).config  # type: ignore[arg-type]
+    assert request_url(URL, _headers(**headers), config) == expected

@@ -108,6 +108,8 @@ class GuardConfig:
     dpop_max_age: float = 300
     dpop_leeway: float = 10
     replay_store: ReplayStore | None = field(default=None, repr=False)
+    public_base_url: str | None = None
+    trust_forwarded_headers: bool = False
 
     def __post_init__(self) -> None:
         issuer, jwks_uri = _derive(self.issuer, self.jwks_uri)
@@ -168,7 +170,9 @@ class GuardConfig:
             raise ValueError("replay_store must provide first_use() and first_use_async()")
         if self.audience_check not in ("on", "off"):
             raise ValueError(f'audience_check must be "on" or "off", got {self.audience_check!r}')
-        for name in ("legacy_claims", "allow_http"):
+        if self.public_base_url is not None:
+            _check_url("public_base_url", self.public_base_url, fetched=False, allow_http=True)
+        for name in ("legacy_claims", "allow_http", "trust_forwarded_headers"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False")
         if not callable(self.clock):

@@ -8,9 +8,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from .config import GuardConfig
 from .errors import GuardError, TokenInvalid, TokenMissing
@@ -23,6 +23,7 @@ __all__ = [
     "metadata_path",
     "metadata_url",
     "read_credentials",
+    "request_url",
     "resource_metadata",
 ]
 
@@ -65,6 +66,41 @@ def read_credentials(authorization: str | None, dpop: str | None = None) -> Cred
     if any(char.isspace() for char in token):
         raise TokenInvalid("The grant token is malformed.", detail="token contains whitespace")
     return Credentials(canonical, token, dpop.strip() if dpop else None)
+
+
+def request_url(url: str, header: Callable[[str], str | None], config: GuardConfig) -> str:
+    """The URL the client addressed, which a DPoP proof's `htu` must name.
+
+    Behind a proxy the server sees another scheme and host: `public_base_url`
+    replaces them (its path, if any, prefixes the request path), or, only
+    with `trust_forwarded_headers=True`, `Forwarded` / `X-Forwarded-Proto` and
+    `X-Forwarded-Host` do. Untrusted forwarded headers are ignored: a client
+    could otherwise make any URL look like this one.
+    """
+    parts = urlsplit(url)
+    if config.public_base_url:
+        base = urlsplit(config.public_base_url)
+        path = base.path.rstrip("/") + parts.path
+        return urlunsplit((base.scheme, base.netloc, path, parts.query, ""))
+    if not config.trust_forwarded_headers:
+        return url
+    proto, host = _forwarded(header)
+    return urlunsplit((proto or parts.scheme, host or parts.netloc, parts.path, parts.query, ""))
+
+
+def _forwarded(header: Callable[[str], str | None]) -> tuple[str | None, str | None]:
+    """(proto, host) from the first hop of `Forwarded`, else the X-Forwarded-* pair."""
+    forwarded = header("Forwarded")
+    if forwarded:
+        first_hop = forwarded.split(",", 1)[0]
+        pairs = {
+            name.strip().lower(): value.strip().strip('"')
+            for name, _, value in (item.partition("=") for item in first_hop.split(";"))
+        }
+        return pairs.get("proto"), pairs.get("host")
+    proto = (header("X-Forwarded-Proto") or "").split(",", 1)[0].strip() or None
+    host = (header("X-Forwarded-Host") or "").split(",", 1)[0].strip() or None
+    return proto, host
 
 
 class ErrorResponse(NamedTuple):

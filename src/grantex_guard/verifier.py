@@ -89,6 +89,8 @@ class Guard:
         dpop_max_age: float = 300,
         dpop_leeway: float = 10,
         replay_store: ReplayStore | None = None,
+        public_base_url: str | None = None,
+        trust_forwarded_headers: bool = False,
     ) -> None:
         options = {name: value for name, value in locals().items() if name != "self"}
         self.config = config = GuardConfig(**options)
