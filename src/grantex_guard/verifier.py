@@ -279,27 +279,12 @@ class Guard:
         return alg, kid
 
     def _admit(self, token: str, compact: CompactToken, key: VerificationKey) -> _Verified:
-        if not key.verify(compact.signing_input, compact.signature):
-            raise TokenInvalid(
-                "The grant token's signature is invalid.",
-                detail=f"signature does not verify with key {key.kid!r} ({key.alg})",
-            )
-        claims = compact.payload()
+        """Signature, times, issuer and claims: the facts about a token that are cached."""
+        claims = self._check_signature(compact, key)
         now = self._clock()
-        expires = self._check_times(claims, now)
-        issuer = claims.get("iss")
-        if issuer != self.config.issuer:
-            raise TokenInvalid(
-                "The grant token was issued by an issuer this API does not trust.",
-                detail=f"expected iss {self.config.issuer!r}, got {issuer!r}",
-            )
-        grant = read_grant(
-            claims,
-            legacy_claims=self.config.legacy_claims,
-            issued_at=read_time(claims, "iat", required=True) or 0,
-            expires_at=expires,
-            audience=read_audience(claims),
-        )
+        issued, expires = self._check_times(claims, now)
+        self._check_issuer(claims)
+        grant = self._read_claims(claims, issued, expires)
         verified = _Verified(grant, expires, self._keys.key_epoch,
                              min(float(expires), now + self.config.jwks_ttl))
         if self._cache is not None:
@@ -307,7 +292,18 @@ class Guard:
                 self._cache[_cache_key(token)] = verified
         return verified
 
-    def _check_times(self, claims: dict[str, Any], now: float) -> int:
+    @staticmethod
+    def _check_signature(compact: CompactToken, key: VerificationKey) -> dict[str, Any]:
+        """The claims, decoded only once the signature over them is valid."""
+        if not key.verify(compact.signing_input, compact.signature):
+            raise TokenInvalid(
+                "The grant token's signature is invalid.",
+                detail=f"signature does not verify with key {key.kid!r} ({key.alg})",
+            )
+        return compact.payload()
+
+    def _check_times(self, claims: dict[str, Any], now: float) -> tuple[int, int]:
+        """(iat, exp) once both are integers and the token is current, within the leeway."""
         leeway = self.config.leeway
         expires = read_time(claims, "exp", required=True) or 0
         issued = read_time(claims, "iat", required=True) or 0
@@ -324,7 +320,19 @@ class Guard:
                 "The grant token is not valid yet.",
                 detail=f"nbf is {not_before - now:.0f} s ahead of this server's clock",
             )
-        return expires
+        return issued, expires
+
+    def _check_issuer(self, claims: dict[str, Any]) -> None:
+        issuer = claims.get("iss")
+        if issuer != self.config.issuer:
+            raise TokenInvalid(
+                "The grant token was issued by an issuer this API does not trust.",
+                detail=f"expected iss {self.config.issuer!r}, got {issuer!r}",
+            )
+
+    def _read_claims(self, claims: dict[str, Any], issued: int, expires: int) -> Grant:
+        return read_grant(claims, legacy_claims=self.config.legacy_claims, issued_at=issued,
+                          expires_at=expires, audience=read_audience(claims))
 
     def _authorize(self, verified: _Verified, audience: str | Sequence[str] | None) -> Grant:
         grant = verified.grant
