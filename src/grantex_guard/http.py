@@ -63,7 +63,7 @@ def read_credentials(authorization: str | None, dpop: str | None = None) -> Cred
     token = rest.strip()
     if not token:
         raise TokenInvalid("The Authorization header has no token after the scheme.")
-    if any(char.isspace() for char in token):
+    if len(token.split()) != 1:
         raise TokenInvalid("The grant token is malformed.", detail="token contains whitespace")
     return Credentials(canonical, token, dpop.strip() if dpop else None)
 

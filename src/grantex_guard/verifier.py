@@ -339,12 +339,15 @@ class Guard:
         if self._clock() > verified.expires + self.config.leeway:
             raise _expired(verified.expires, self._clock())
         self._check_audience(grant, audience)
+        self._check_delegation(grant)
+        return grant
+
+    def _check_delegation(self, grant: Grant) -> None:
         if grant.delegation_depth > self.config.max_delegation_depth:
             raise DelegationDenied(
                 f"Delegation depth {grant.delegation_depth} exceeds this API's limit of "
                 f"{self.config.max_delegation_depth}.",
             )
-        return grant
 
     def _check_proof(self, grant: Grant, token: str, dpop: str | None, method: str | None,
                      url: str | None) -> Proof | None:
