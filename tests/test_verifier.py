@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -639,9 +640,9 @@ def test_cache_entries_never_outlive_the_jwks_ttl(issuer: LocalIssuer, clock: Fa
     guard = issuer.guard(audience=API, jwks_ttl=60)
     token = issuer.mint(audience=API, expires_in=3600)
     guard.verify(token)
-    assert guard._cached(token) is not None
+    assert guard._cached(token)[1] is not None
     clock.advance(61)
-    assert guard._cached(token) is None
+    assert guard._cached(token)[1] is None
 
 
 def test_a_key_removed_by_rotation_evicts_tokens_it_verified(issuer: LocalIssuer, guard: Guard,
@@ -695,3 +696,23 @@ def test_grant_is_frozen(issuer: LocalIssuer, guard: Guard) -> None:
         grant.principal_id = "user_mallory"  # type: ignore[misc]
     with pytest.raises(TypeError):
         grant.claims["sub"] = "user_mallory"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("shape", ["standard", "dual", "v1"])
+def test_the_pipeline_fills_exactly_the_grant_fields(clock: FakeClock, shape: str) -> None:
+    issuer = LocalIssuer(token_format=shape, clock=clock)  # type: ignore[arg-type]
+    grant = issuer.guard().verify(issuer.mint(SCOPES))
+    assert set(vars(grant)) == {field.name for field in dataclasses.fields(Grant)}
+
+
+def test_a_grant_can_be_built_directly_for_tests() -> None:
+    when = datetime.fromtimestamp(NOW, timezone.utc)
+    grant = Grant(token_id="tok_1", grant_id="grnt_1", principal_id="user_1", agent_did="did:grantex:ag_1",
+                  client_id="ag_1", developer_id="dev_1", scopes=("payments:initiate:max_50",),
+                  issued_at=when, expires_at=when, issuer="https://issuer.example", audience=(),
+                  parent_agent_did=None, parent_grant_id=None, delegation_depth=0,
+                  delegation_chain=(), key_thumbprint=None, budget=None, authorization_details=(),
+                  token_format="standard", legacy_claims_used=(), claims={})
+    assert grant.has("payments:initiate", amount=50)
+    with pytest.raises(InsufficientScope):
+        grant.require("payments:initiate", amount=51)

@@ -14,8 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .errors import TokenInvalid
-from .grant import Budget, Grant, TokenFormat
-from .scopes import ScopeSet
+from .grant import Budget, Grant
 
 __all__ = ["GRANT_CLAIM", "MAX_PROTOCOL_DEPTH", "read_audience", "read_grant", "read_time"]
 
@@ -283,21 +282,16 @@ def read_grant(claims: dict[str, Any], *, legacy_claims: bool, issued_at: int,
         raise _invalid(f"delegated token (depth {depth}) names no parent grant")
     if depth == 0 and parent_grant is not None:
         raise _invalid("token names a parent grant but has delegation depth 0")
-    token_format: TokenFormat = fields.pop("token_format")
-    scopes: tuple[str, ...] = fields.pop("scopes")
-    return Grant(
+    fields.update(
         token_id=token_id,
-        grant_id=fields.pop("grant_id") or token_id,
+        grant_id=fields["grant_id"] or token_id,
         principal_id=_string(claims, "sub"),
-        scopes=scopes,
-        scope_set=ScopeSet(scopes),
         issued_at=_utc(issued_at),
         expires_at=_utc(expires_at),
         issuer=_string(claims, "iss"),
         audience=audience,
         key_thumbprint=_key_thumbprint(claims),
-        token_format=token_format,
         legacy_claims_used=tuple(reader.legacy_used),
         claims=MappingProxyType(claims),
-        **fields,
     )
+    return Grant._assemble(fields)

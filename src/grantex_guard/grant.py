@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import cached_property
 from typing import Any, Literal
 
 from .scopes import Requirement, ScopeSet, parse_amount, parse_base, parse_required, requirement
@@ -23,12 +24,13 @@ class Budget:
     currency: str | None = None
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, eq=False)
 class Grant:
     """What a verified grant token says, in one shape for every token generation.
 
     Field names follow the official SDK's `VerifiedGrant` where they overlap;
-    `issued_at`/`expires_at` are aware UTC datetimes here.
+    `issued_at`/`expires_at` are aware UTC datetimes here. Tests may build one
+    directly (every field is a keyword) to stand in for a verified token.
     """
 
     token_id: str
@@ -52,7 +54,18 @@ class Grant:
     token_format: TokenFormat
     legacy_claims_used: tuple[str, ...]
     claims: Mapping[str, Any] = field(repr=False)
-    scope_set: ScopeSet = field(repr=False)
+
+    @classmethod
+    def _assemble(cls, fields: dict[str, Any]) -> Grant:
+        """Build from already-validated fields without one `__setattr__` per field (hot path)."""
+        grant = object.__new__(cls)
+        grant.__dict__.update(fields)
+        return grant
+
+    @cached_property
+    def scope_set(self) -> ScopeSet:
+        """The granted scopes indexed for requirement checks (built on first use)."""
+        return ScopeSet(self.scopes)
 
     @property
     def is_delegated(self) -> bool:

@@ -115,6 +115,7 @@ class Guard:
             self._cache = LRUCache(config.token_cache_size)
         self._cache_lock = threading.Lock()
         self._headers: dict[bytes, tuple[str, str | None]] = {}
+        self._max_bytes = config.max_token_bytes
         self._replay_store: ReplayStore = config.replay_store or MemoryReplayStore(clock=self._clock)
         self._warned_unproven: LRUCache[str, bool] = LRUCache(4096)
 
@@ -148,10 +149,10 @@ class Guard:
         """
         required = self._requirement(scopes, any_scopes)
         try:
-            verified = self._cached(token)
+            cache_key, verified = self._cached(token)
             if verified is None:
                 compact, kid, alg = self._read_header(token)
-                verified = self._admit(token, compact, self._keys.get_key(kid, alg))
+                verified = self._admit(cache_key, compact, self._keys.get_key(kid, alg))
             grant = self._authorize(verified, audience)
             proof = self._check_proof(grant, token, dpop, method, url)
             if proof is not None and not self._replay_store.first_use(*self._replay_entry(proof)):
@@ -174,11 +175,11 @@ class Guard:
         """`verify` for async code: the only I/O (a key fetch) never blocks the event loop."""
         required = self._requirement(scopes, any_scopes)
         try:
-            verified = self._cached(token)
+            cache_key, verified = self._cached(token)
             if verified is None:
                 compact, kid, alg = self._read_header(token)
                 key = await self._keys.get_key_async(kid, alg)
-                verified = self._admit(token, compact, key)
+                verified = self._admit(cache_key, compact, key)
             grant = self._authorize(verified, audience)
             proof = self._check_proof(grant, token, dpop, method, url)
             if proof is not None and not await self._replay_store.first_use_async(
@@ -230,21 +231,22 @@ class Guard:
             raise TypeError("scopes must be a list of scope strings, not a single string")
         return requirement(tuple(scopes), tuple(any_scopes))
 
-    def _cached(self, token: str) -> _Verified | None:
-        if self._cache is None or not isinstance(token, str):
-            return None
+    def _cached(self, token: str) -> tuple[bytes | None, _Verified | None]:
+        """(cache key, entry): the key is None when the token cannot be cached (or is too big)."""
+        if self._cache is None or not isinstance(token, str) or len(token) > self._max_bytes:
+            return None, None
         key = _cache_key(token)
         with self._cache_lock:
             verified = self._cache.get(key)
             if verified is None:
-                return None
+                return key, None
             if verified.cache_until <= self._clock() or verified.key_epoch != self._keys.key_epoch:
                 del self._cache[key]
-                return None
-        return verified
+                return key, None
+        return key, verified
 
     def _read_header(self, token: str) -> tuple[CompactToken, str | None, str]:
-        compact = split_compact(token, self.config.max_token_bytes)
+        compact = split_compact(token, self._max_bytes)
         checked = self._headers.get(compact.header_b64)
         if checked is None:
             checked = self._check_header(compact.header())
@@ -257,7 +259,7 @@ class Guard:
     def _check_header(self, header: dict[str, Any]) -> tuple[str, str | None]:
         """The header's (alg, kid) once alg, typ, crit and kid are acceptable."""
         alg = header.get("alg")
-        if alg not in self._algorithms:
+        if not isinstance(alg, str) or alg not in self._algorithms:  # a list/dict is unhashable
             raise TokenInvalid(
                 "The grant token's signing algorithm is not accepted.",
                 detail=f"alg {alg!r} is not one of {sorted(self._algorithms)}",
@@ -278,7 +280,8 @@ class Guard:
             raise TokenInvalid(detail="kid header must be a string of 1 to 256 characters")
         return alg, kid
 
-    def _admit(self, token: str, compact: CompactToken, key: VerificationKey) -> _Verified:
+    def _admit(self, cache_key: bytes | None, compact: CompactToken,
+               key: VerificationKey) -> _Verified:
         """Signature, times, issuer and claims: the facts about a token that are cached."""
         claims = self._check_signature(compact, key)
         now = self._clock()
@@ -287,9 +290,9 @@ class Guard:
         grant = self._read_claims(claims, issued, expires)
         verified = _Verified(grant, expires, self._keys.key_epoch,
                              min(float(expires), now + self.config.jwks_ttl))
-        if self._cache is not None:
+        if self._cache is not None and cache_key is not None:
             with self._cache_lock:
-                self._cache[_cache_key(token)] = verified
+                self._cache[cache_key] = verified
         return verified
 
     @staticmethod
