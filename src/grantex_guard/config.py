@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from .claims import MAX_PROTOCOL_DEPTH
+from .revocation import DEFAULT_HIGH_STAKES
 
 if TYPE_CHECKING:  # loaded only when a client is passed: `import grantex_guard` stays light
     import httpx
 
     from .dpop import ReplayStore
+    from .revocation import RevocationStore
 
 __all__ = ["SUPPORTED_ALGORITHMS", "GuardConfig"]
 
@@ -110,6 +112,16 @@ class GuardConfig:
     replay_store: ReplayStore | None = field(default=None, repr=False)
     public_base_url: str | None = None
     trust_forwarded_headers: bool = False
+    api_key: str | None = field(default=None, repr=False)
+    api_base_url: str | None = None
+    revocation_check: Literal["never", "high_stakes", "always"] | None = None
+    revocation_source: Literal["status", "grants_verify", "tokens_verify", "feed"] = "status"
+    revocation_cache_ttl: float = 60
+    high_stakes_scopes: Sequence[str] = DEFAULT_HIGH_STAKES
+    fail_open: bool = False
+    revocation_store: RevocationStore | None = field(default=None, repr=False)
+    feed_max_staleness: float = 5
+    feed_fallback: Literal["online"] | None = None
 
     def __post_init__(self) -> None:
         issuer, jwks_uri = _derive(self.issuer, self.jwks_uri)
@@ -172,7 +184,9 @@ class GuardConfig:
             raise ValueError(f'audience_check must be "on" or "off", got {self.audience_check!r}')
         if self.public_base_url is not None:
             _check_url("public_base_url", self.public_base_url, fetched=False, allow_http=True)
-        for name in ("legacy_claims", "allow_http", "trust_forwarded_headers"):
+        if self.api_base_url is not None:
+            _check_url("api_base_url", self.api_base_url, fetched=True, allow_http=self.allow_http)
+        for name in ("legacy_claims", "allow_http", "trust_forwarded_headers", "fail_open"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False")
         if not callable(self.clock):

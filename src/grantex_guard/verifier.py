@@ -28,6 +28,7 @@ from .errors import DelegationDenied, GuardError, ProofInvalid, ProofRequired, T
 from .grant import Grant
 from .jose import CompactToken, split_compact
 from .jwks import KeyCache, VerificationKey
+from .revocation import DEFAULT_HIGH_STAKES, RevocationChecker, RevocationStore
 from .scopes import Requirement, requirement
 
 if TYPE_CHECKING:
@@ -91,6 +92,16 @@ class Guard:
         replay_store: ReplayStore | None = None,
         public_base_url: str | None = None,
         trust_forwarded_headers: bool = False,
+        api_key: str | None = None,
+        api_base_url: str | None = None,
+        revocation_check: Literal["never", "high_stakes", "always"] | None = None,
+        revocation_source: Literal["status", "grants_verify", "tokens_verify", "feed"] = "status",
+        revocation_cache_ttl: float = 60,
+        high_stakes_scopes: Sequence[str] = DEFAULT_HIGH_STAKES,
+        fail_open: bool = False,
+        revocation_store: RevocationStore | None = None,
+        feed_max_staleness: float = 5,
+        feed_fallback: Literal["online"] | None = None,
     ) -> None:
         options = {name: value for name, value in locals().items() if name != "self"}
         self.config = config = GuardConfig(**options)
@@ -118,6 +129,25 @@ class Guard:
         self._max_bytes = config.max_token_bytes
         self._replay_store: ReplayStore = config.replay_store or MemoryReplayStore(clock=self._clock)
         self._warned_unproven: LRUCache[str, bool] = LRUCache(4096)
+        self._revocation = RevocationChecker(
+            issuer=config.issuer or "",
+            api_key=config.api_key,
+            api_base_url=config.api_base_url,
+            mode=config.revocation_check,
+            source=config.revocation_source,
+            cache_ttl=config.revocation_cache_ttl,
+            high_stakes_scopes=config.high_stakes_scopes,
+            fail_open=config.fail_open,
+            store=config.revocation_store,
+            clock=self._clock,
+            timeout=config.http_timeout,
+            http_client=config.http_client,
+            async_http_client=config.async_http_client,
+            feed_max_staleness=config.feed_max_staleness,
+            feed_fallback=config.feed_fallback,
+        )
+        self._feed_started = self._revocation.feed is None
+        self._feed_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Any) -> Guard:
@@ -140,6 +170,7 @@ class Guard:
         dpop: str | None = None,
         method: str | None = None,
         url: str | None = None,
+        revocation: bool | None = None,
     ) -> Grant:
         """Verify `token` and authorise it for `scopes`; raise a GuardError otherwise.
 
@@ -157,7 +188,11 @@ class Guard:
             proof = self._check_proof(grant, token, dpop, method, url)
             if proof is not None and not self._replay_store.first_use(*self._replay_entry(proof)):
                 raise _replayed()
-            return self._check_scopes(grant, required)
+            self._check_scopes(grant, required)
+            if not self._feed_started:
+                self._start_feed()
+            self._revocation.check(**self._revocation_facts(token, verified, revocation))
+            return grant
         except GuardError as exc:
             _log_rejection(exc)
             raise
@@ -171,6 +206,7 @@ class Guard:
         dpop: str | None = None,
         method: str | None = None,
         url: str | None = None,
+        revocation: bool | None = None,
     ) -> Grant:
         """`verify` for async code: the only I/O (a key fetch) never blocks the event loop."""
         required = self._requirement(scopes, any_scopes)
@@ -186,7 +222,11 @@ class Guard:
                 *self._replay_entry(proof)
             ):
                 raise _replayed()
-            return self._check_scopes(grant, required)
+            self._check_scopes(grant, required)
+            if not self._feed_started:
+                self._start_feed()
+            await self._revocation.check_async(**self._revocation_facts(token, verified, revocation))
+            return grant
         except GuardError as exc:
             _log_rejection(exc)
             raise
@@ -194,18 +234,55 @@ class Guard:
     # -- lifecycle --------------------------------------------------------------
 
     def warm_up(self) -> None:
-        """Fetch the JWKS now (for start-up), raising GrantexUnavailable on failure."""
+        """Fetch the JWKS now and start the revocation feed, if any (call it at start-up).
+
+        Raises GrantexUnavailable when the keys cannot be fetched.
+        """
         self._keys.warm_up()
+        self._start_feed()
 
     async def warm_up_async(self) -> None:
+        """`warm_up` for an ASGI lifespan: the feed, if any, runs as a task on this loop."""
         await self._keys.warm_up_async()
+        with self._feed_lock:
+            start, self._feed_started = not self._feed_started, True
+        if start:
+            await self._revocation.start_async()
+
+    def revoke_locally(self, *, jti: str | None = None, grant_id: str | None = None,
+                       expires_at: float | None = None) -> None:
+        """Refuse a token (`jti`) or a grant and its delegated grants (`grant_id`) from now on."""
+        self._revocation.revoke_locally(jti=jti, grant_id=grant_id, expires_at=expires_at)
+
+    @property
+    def revocation(self) -> RevocationChecker:
+        """The revocation checker: its `store` is what webhook endpoints record into."""
+        return self._revocation
 
     def close(self) -> None:
-        """Release the HTTP clients the guard opened (never ones passed in)."""
+        """Stop the feed and release the HTTP clients the guard opened (never ones passed in)."""
+        self._revocation.close()
         self._keys.close()
 
     async def aclose(self) -> None:
+        await self._revocation.aclose()
         await self._keys.aclose()
+
+    def _start_feed(self) -> None:
+        """The feed in a daemon thread, once (a lifespan may have started it as a task)."""
+        with self._feed_lock:
+            start, self._feed_started = not self._feed_started, True
+        if start:
+            self._revocation.start()
+
+    def _revocation_facts(self, token: str, verified: _Verified, forced: bool | None) -> dict[str, Any]:
+        grant = verified.grant
+        checker = self._revocation
+        if forced is not None:
+            checker.policy.validate_route(forced)
+        return {"token": token, "token_id": grant.token_id, "grant_id": grant.grant_id,
+                "parent_grant_id": grant.parent_grant_id, "expires_at": verified.expires,
+                "required": checker.needs_check(grant.scopes, forced)}
 
     def __enter__(self) -> Guard:
         return self

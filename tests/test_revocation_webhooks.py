@@ -1,0 +1,172 @@
+"""Webhook signatures (V2, legacy, rotation, replay window) and the grant.revoked handler."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any
+
+import pytest
+
+from grantex_guard import Guard, TokenRevoked
+from grantex_guard.revocation import (
+    MemoryRevocationStore,
+    RevocationChecker,
+    WebhookError,
+    handle_webhook,
+    handle_webhook_async,
+    verify_webhook,
+)
+
+from .conftest import API, NOW, FakeClock
+from .fake_grantex_api import facts
+
+SECRET = "whsec_current"
+OLD_SECRET = "whsec_previous"
+EVENT = {"id": "evt_01", "type": "grant.revoked", "createdAt": "2027-01-15T08:00:00Z",
+         "data": {"grantId": "grnt_root", "cascade": True}}
+
+
+def signed(event: dict[str, Any], timestamp: float, secret: str = SECRET,
+           legacy: bool = False) -> tuple[bytes, dict[str, str]]:
+    body = json.dumps(event).encode()
+    if legacy:
+        digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        return body, {"X-Grantex-Signature": f"sha256={digest}"}
+    stamp = str(int(timestamp))
+    digest = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return body, {"X-Grantex-Timestamp": stamp, "X-Grantex-Signature-V2": f"sha256={digest}"}
+
+
+def test_good_signature_gives_the_event() -> None:
+    body, headers = signed(EVENT, NOW)
+    event = verify_webhook(body, headers, SECRET, now=NOW)
+    assert (event.id, event.type, event.data["grantId"], event.legacy_signature) == (
+        "evt_01", "grant.revoked", "grnt_root", False)
+
+
+def test_header_names_are_case_insensitive() -> None:
+    body, headers = signed(EVENT, NOW)
+    verify_webhook(body, {name.lower(): value for name, value in headers.items()}, SECRET, now=NOW)
+
+
+V2, STAMP = "X-Grantex-Signature-V2", "X-Grantex-Timestamp"
+REFUSALS = [
+    ("bad_signature", lambda body, headers: (body, {**headers, V2: "sha256=" + "0" * 64})),
+    ("bad_signature", lambda body, headers: (body + b" ", headers)),
+    ("bad_signature", lambda body, headers: (body, {**headers, V2: "md5=abc"})),
+    ("missing_signature", lambda body, headers: (body, {STAMP: headers[STAMP]})),
+    ("missing_timestamp", lambda body, headers: (body, {V2: headers[V2]})),
+    ("bad_timestamp", lambda body, headers: (body, {**headers, STAMP: "soon"})),
+]
+
+
+@pytest.mark.parametrize(("reason", "tamper"), REFUSALS)
+def test_bad_webhook_is_refused_with_a_reason(reason: str, tamper: Any) -> None:
+    body, headers = tamper(*signed(EVENT, NOW))
+    with pytest.raises(WebhookError) as info:
+        verify_webhook(body, headers, SECRET, now=NOW)
+    assert info.value.reason == reason
+
+
+@pytest.mark.parametrize(("offset", "reason"), [(-301, "stale"), (301, "future")])
+def test_timestamp_outside_the_tolerance_is_refused(offset: int, reason: str) -> None:
+    body, headers = signed(EVENT, NOW + offset)
+    with pytest.raises(WebhookError) as info:
+        verify_webhook(body, headers, SECRET, now=NOW)
+    assert info.value.reason == reason
+
+
+@pytest.mark.parametrize("offset", [-300, 300])
+def test_timestamp_at_the_tolerance_is_accepted(offset: int) -> None:
+    body, headers = signed(EVENT, NOW + offset)
+    verify_webhook(body, headers, SECRET, now=NOW)
+
+
+def test_legacy_signature_is_refused_unless_allowed() -> None:
+    body, headers = signed(EVENT, NOW, legacy=True)
+    with pytest.raises(WebhookError):
+        verify_webhook(body, headers, SECRET, now=NOW)
+    assert verify_webhook(body, headers, SECRET, allow_legacy=True, now=NOW).legacy_signature
+
+
+def test_a_v2_signature_that_fails_is_not_rescued_by_the_legacy_one() -> None:
+    body, legacy = signed(EVENT, NOW, legacy=True)
+    _, v2 = signed(EVENT, NOW, secret="whsec_attacker")
+    with pytest.raises(WebhookError):
+        verify_webhook(body, {**legacy, **v2}, SECRET, allow_legacy=True, now=NOW)
+
+
+@pytest.mark.parametrize("secret", [SECRET, OLD_SECRET])
+def test_either_secret_is_accepted_during_rotation(secret: str) -> None:
+    body, headers = signed(EVENT, NOW, secret=secret)
+    verify_webhook(body, headers, [SECRET, OLD_SECRET], now=NOW)
+
+
+def test_empty_secret_is_a_programming_error() -> None:
+    body, headers = signed(EVENT, NOW)
+    with pytest.raises(ValueError, match="secret"):
+        verify_webhook(body, headers, [], now=NOW)
+
+
+def test_grant_revoked_cascades_to_child_tokens(clock: FakeClock, issuer: Any, guard: Guard) -> None:
+    store = MemoryRevocationStore()
+    checker = RevocationChecker(issuer=issuer.issuer, api_key=None, clock=clock, store=store)
+    parent = issuer.mint(["payments:initiate"], audience=API)
+    child = facts(guard, issuer.mint(["payments:initiate"], audience=API, delegated_from=parent))
+    event = {**EVENT, "data": {"grantId": guard.verify(parent).grant_id, "cascade": True}}
+    assert handle_webhook(*signed(event, clock()), secret=SECRET, store=store, now=clock()) == (
+        200, {"received": True})
+    with pytest.raises(TokenRevoked):
+        checker.check(**child, required=False)
+    with pytest.raises(TokenRevoked):
+        checker.check(**facts(guard, parent), required=False)
+
+
+def test_replayed_event_is_harmless() -> None:
+    store = MemoryRevocationStore()
+    body, headers = signed(EVENT, NOW)
+    first = handle_webhook(body, headers, secret=SECRET, store=store, now=NOW)
+    again = handle_webhook(body, headers, secret=SECRET, store=store, now=NOW + 1)
+    assert first == again == (200, {"received": True})
+    assert len(store._grants) == 1
+
+
+def test_unknown_event_type_is_acknowledged_and_ignored() -> None:
+    store = MemoryRevocationStore()
+    event = {"id": "evt_2", "type": "grant.created", "data": {"grantId": "grnt_new"}}
+    assert handle_webhook(*signed(event, NOW), secret=SECRET, store=store, now=NOW)[0] == 200
+    assert store.lookup("tok", "grnt_new", None, NOW) is None
+
+
+@pytest.mark.parametrize("event", [
+    {"type": "grant.revoked", "data": {"grantId": "g"}},
+    {"id": "evt_3", "type": "grant.revoked", "data": {}},
+    {"id": "evt_4", "type": "grant.revoked", "data": "grnt"},
+])
+def test_malformed_event_is_a_400(event: dict[str, Any]) -> None:
+    status, body = handle_webhook(*signed(event, NOW), secret=SECRET, store=MemoryRevocationStore(), now=NOW)
+    assert (status, body["reason"]) == (400, "bad_body")
+
+
+def test_non_json_body_is_a_400() -> None:
+    stamp = str(int(NOW))
+    raw = b"not json"
+    digest = hmac.new(SECRET.encode(), stamp.encode() + b"." + raw, hashlib.sha256).hexdigest()
+    headers = {"X-Grantex-Timestamp": stamp, "X-Grantex-Signature-V2": f"sha256={digest}"}
+    assert handle_webhook(raw, headers, secret=SECRET, store=MemoryRevocationStore(), now=NOW)[0] == 400
+
+
+def test_bad_signature_is_a_400_and_records_nothing() -> None:
+    store = MemoryRevocationStore()
+    body, headers = signed(EVENT, NOW, secret="whsec_attacker")
+    status, answer = handle_webhook(body, headers, secret=SECRET, store=store, now=NOW)
+    assert (status, answer["reason"]) == (400, "bad_signature")
+    assert store.lookup("tok", "grnt_root", None, NOW) is None
+
+
+async def test_async_handler_records_the_revocation() -> None:
+    store = MemoryRevocationStore()
+    assert (await handle_webhook_async(*signed(EVENT, NOW), secret=SECRET, store=store, now=NOW))[0] == 200
+    assert store.lookup("tok", "grnt_other", "grnt_root", NOW) == "revoked"
