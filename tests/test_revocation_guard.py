@@ -172,3 +172,24 @@ def test_revocation_options_are_validated_at_construction(issuer: LocalIssuer) -
 def test_the_api_key_never_appears_in_the_config_repr(issuer: LocalIssuer) -> None:
     guard = issuer.guard(api_key=API_KEY, revocation_store=MemoryRevocationStore())
     assert API_KEY not in repr(guard.config)
+
+
+def test_a_verified_grant_can_be_confirmed_alone(issuer: LocalIssuer, api: FakeGrantexAPI,
+                                                 online_guard: Callable[..., Guard]) -> None:
+    guard = online_guard()
+    token = issuer.mint(["calendar:read"], audience=API)
+    grant = guard.verify(token)
+    api.answer = "revoked"
+    with pytest.raises(TokenRevoked):
+        guard.confirm_not_revoked(grant, token)
+    assert api.calls["status"] == 1
+
+
+async def test_a_verified_grant_can_be_confirmed_alone_async(
+        issuer: LocalIssuer, api: FakeGrantexAPI, online_guard: Callable[..., Guard]) -> None:
+    guard = online_guard()
+    token = issuer.mint(["calendar:read"], audience=API)
+    grant = await guard.verify_async(token)
+    await guard.confirm_not_revoked_async(grant, token)
+    assert api.calls["status"] == 1
+    await guard.aclose()

@@ -254,6 +254,24 @@ class Guard:
         """Refuse a token (`jti`) or a grant and its delegated grants (`grant_id`) from now on."""
         self._revocation.revoke_locally(jti=jti, grant_id=grant_id, expires_at=expires_at)
 
+    def confirm_not_revoked(self, grant: Grant, token: str, *, forced: bool | None = True) -> None:
+        """The revocation step alone, for a grant this guard verified earlier in the request.
+
+        Adapters use it when a route forces a check (`revocation=True`) on a
+        grant their middleware already verified: verifying again would replay
+        the request's DPoP proof. Raises TokenRevoked, TokenExpired or
+        GrantexUnavailable.
+        """
+        self._revocation.check(**self._grant_revocation_facts(grant, token, forced))
+
+    async def confirm_not_revoked_async(self, grant: Grant, token: str, *,
+                                        forced: bool | None = True) -> None:
+        await self._revocation.check_async(**self._grant_revocation_facts(grant, token, forced))
+
+    def _grant_revocation_facts(self, grant: Grant, token: str, forced: bool | None) -> dict[str, Any]:
+        expires = int(grant.expires_at.timestamp())
+        return self._revocation_facts(token, _Verified(grant, expires, 0, 0.0), forced)
+
     @property
     def revocation(self) -> RevocationChecker:
         """The revocation checker: its `store` is what webhook endpoints record into."""
