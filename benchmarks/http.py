@@ -11,7 +11,7 @@ asyncio workers through httpx.ASGITransport (bounded by count and time).
 Prints a markdown table of medians over the repetitions and ratios to no-auth.
 """
 
-# ruff: noqa: E402  (the path is fixed before the imports, see below)
+
 from __future__ import annotations
 
 import sys

@@ -25,12 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # Replace the script's own directory (sys.path[0]): a module there could shadow the stdlib.
 sys.path[0:1] = [str(ROOT / "src"), str(ROOT)]
 
-from tests.fake_grantex_api import API_KEY, FakeGrantexAPI, wait_until  # noqa: E402
-from tests.redis_server import RedisServer  # noqa: E402
+from tests.fake_grantex_api import API_KEY, FakeGrantexAPI, wait_until
+from tests.redis_server import RedisServer
 
-from grantex_guard import Guard  # noqa: E402
-from grantex_guard.revocation import RedisRevocationStore  # noqa: E402
-from grantex_guard.testing import LocalIssuer  # noqa: E402
+from grantex_guard import Guard
+from grantex_guard.revocation import RedisRevocationStore
+from grantex_guard.testing import LocalIssuer
 
 AUDIENCE = "https://api.example.com"
 SCOPES = ["calendar:read", "payments:initiate:max_500"]

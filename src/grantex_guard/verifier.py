@@ -127,7 +127,9 @@ class Guard:
         self._cache_lock = threading.Lock()
         self._headers: dict[bytes, tuple[str, str | None]] = {}
         self._max_bytes = config.max_token_bytes
-        self._replay_store: ReplayStore = config.replay_store or MemoryReplayStore(clock=self._clock)
+        # `is None`, not `or`: an empty MemoryReplayStore has len() 0 and is falsy.
+        self._replay_store: ReplayStore = (config.replay_store if config.replay_store is not None
+                                           else MemoryReplayStore(clock=self._clock))
         self._warned_unproven: LRUCache[str, bool] = LRUCache(4096)
         self._revocation = RevocationChecker(
             issuer=config.issuer or "",
@@ -191,7 +193,11 @@ class Guard:
             self._check_scopes(grant, required)
             if not self._feed_started:
                 self._start_feed()
-            self._revocation.check(**self._revocation_facts(token, verified, revocation))
+            grant = verified.grant
+            self._revocation.check(
+                token=token, token_id=grant.token_id, grant_id=grant.grant_id,
+                parent_grant_id=grant.parent_grant_id, expires_at=verified.expires,
+                required=self._revocation_required(grant, revocation))
             return grant
         except GuardError as exc:
             _log_rejection(exc)
@@ -225,7 +231,11 @@ class Guard:
             self._check_scopes(grant, required)
             if not self._feed_started:
                 self._start_feed()
-            await self._revocation.check_async(**self._revocation_facts(token, verified, revocation))
+            grant = verified.grant
+            await self._revocation.check_async(
+                token=token, token_id=grant.token_id, grant_id=grant.grant_id,
+                parent_grant_id=grant.parent_grant_id, expires_at=verified.expires,
+                required=self._revocation_required(grant, revocation))
             return grant
         except GuardError as exc:
             _log_rejection(exc)
@@ -262,15 +272,17 @@ class Guard:
         the request's DPoP proof. Raises TokenRevoked, TokenExpired or
         GrantexUnavailable.
         """
-        self._revocation.check(**self._grant_revocation_facts(grant, token, forced))
+        self._revocation.check(
+            token=token, token_id=grant.token_id, grant_id=grant.grant_id,
+            parent_grant_id=grant.parent_grant_id, expires_at=grant.expires_at.timestamp(),
+            required=self._revocation_required(grant, forced))
 
     async def confirm_not_revoked_async(self, grant: Grant, token: str, *,
                                         forced: bool | None = True) -> None:
-        await self._revocation.check_async(**self._grant_revocation_facts(grant, token, forced))
-
-    def _grant_revocation_facts(self, grant: Grant, token: str, forced: bool | None) -> dict[str, Any]:
-        expires = int(grant.expires_at.timestamp())
-        return self._revocation_facts(token, _Verified(grant, expires, 0, 0.0), forced)
+        await self._revocation.check_async(
+            token=token, token_id=grant.token_id, grant_id=grant.grant_id,
+            parent_grant_id=grant.parent_grant_id, expires_at=grant.expires_at.timestamp(),
+            required=self._revocation_required(grant, forced))
 
     @property
     def revocation(self) -> RevocationChecker:
@@ -293,14 +305,11 @@ class Guard:
         if start:
             self._revocation.start()
 
-    def _revocation_facts(self, token: str, verified: _Verified, forced: bool | None) -> dict[str, Any]:
-        grant = verified.grant
-        checker = self._revocation
+    def _revocation_required(self, grant: Grant, forced: bool | None) -> bool:
+        """Whether this verification must confirm with Grantex (known revocations always apply)."""
         if forced is not None:
-            checker.policy.validate_route(forced)
-        return {"token": token, "token_id": grant.token_id, "grant_id": grant.grant_id,
-                "parent_grant_id": grant.parent_grant_id, "expires_at": verified.expires,
-                "required": checker.needs_check(grant.scopes, forced)}
+            self._revocation.policy.validate_route(forced)
+        return self._revocation.needs_check(grant.scopes, forced)
 
     def __enter__(self) -> Guard:
         return self
