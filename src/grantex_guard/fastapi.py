@@ -10,9 +10,15 @@
     async def pay(body: Payment, grant: Grant = Depends(grantex)):
         grant.require("payments:initiate", amount=body.amount)   # 403 when over the cap
 
+    @app.post("/transfers")
+    async def transfer(grant: Grant = Depends(grantex.require("calendar:read", revocation=True))): ...
+
+    app.post("/webhooks/grantex", include_in_schema=False)(webhook_endpoint(guard, secret))
+
 The token is verified once per request (memoised on `request.state`, shared
 with GrantexMiddleware when it uses the same guard); later scope checks only
-match scopes. Builds on `grantex_guard.starlette`.
+match scopes, and a forced revocation check only asks about the grant.
+Builds on `grantex_guard.starlette`.
 """
 
 import logging
@@ -33,12 +39,16 @@ from .starlette import (
     GRANT_STATE_KEY,
     GUARD_STATE_KEY,
     TokenExtractor,
-    authenticate,
     guard_error_handler,
+    remember_grant,
+    remembered_token,
+    route_revocation,
+    verify_connection,
+    webhook_endpoint,
 )
 from .verifier import Guard
 
-__all__ = ["GrantexBearer", "install"]
+__all__ = ["GrantexBearer", "install", "webhook_endpoint"]
 
 logger = logging.getLogger("grantex_guard")
 
@@ -109,23 +119,28 @@ class GrantexBearer(SecurityBase):
             return grant
         state[GUARD_STATE_KEY] = self.guard
         try:
-            grant = await authenticate(request, self.guard, token_extractor=self.token_extractor)
+            grant, token = await verify_connection(request, self.guard,
+                                                   token_extractor=self.token_extractor)
         except TokenMissing:
-            grant = None
-        state[GRANT_STATE_KEY] = grant
+            grant, token = None, None
+        remember_grant(request.scope, self.guard, grant, token)
         return grant
 
     def require(
-        self, *scopes: str, any_of: Iterable[str] = ()
+        self, *scopes: str, any_of: Iterable[str] = (), revocation: bool | None = None
     ) -> Callable[..., Awaitable[Grant]]:
         """A dependency requiring every scope of `scopes` and, if given, one of `any_of`.
 
         Parsed now: a malformed scope raises ValueError when the route is declared.
         A grant is always required here, even with `auto_error=False`.
+        `revocation=True` confirms with Grantex on every request that the grant is
+        not revoked, whatever the guard's policy; it needs the guard's api_key
+        (checked now) and `revocation=False` is refused (routes only tighten).
         """
         if isinstance(any_of, str):
             raise TypeError("any_of must be a list of scopes, not a single string")
         needed = Requirement.parse(scopes, tuple(any_of))
+        forced = route_revocation(revocation, self.guard)
         listed = [scope.text for scope in needed.all_of]
 
         async def granted(
@@ -136,11 +151,22 @@ class GrantexBearer(SecurityBase):
                     raise TokenMissing()
                 if needed.any_of:
                     needed.check(grant.scope_set)
+                if forced:
+                    await self._confirm_not_revoked(request, grant)
             except GuardError as error:
                 raise _unhandled_fallback(request, error) from None
             return grant
 
         return granted
+
+    async def _confirm_not_revoked(self, request: Request, grant: Grant) -> None:
+        # The grant was verified once for this request (maybe with a DPoP proof, which a
+        # second verification would replay): only the revocation step runs again.
+        token = remembered_token(request)
+        if token is None:
+            raise RuntimeError("GrantexBearer.require(revocation=True): the request's token was "
+                               "not recorded with its grant")
+        await self.guard.confirm_not_revoked_async(grant, token)
 
 
 _warned_apps: "weakref.WeakSet[object]" = weakref.WeakSet()

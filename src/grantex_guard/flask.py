@@ -31,6 +31,12 @@ to the caller, who closes it (`guard.close()`).
 
 Verification runs the sync `guard.verify`, also for `async def` views: Flask runs those
 in a per-request event loop on the worker thread, where blocking is harmless.
+
+Revocation: `require_scopes(..., revocation=True)` and `protect(..., revocation=True)`
+confirm with Grantex that the grant is not revoked, whatever the guard's policy;
+`webhook_view(secret)` receives Grantex's `grant.revoked` webhooks:
+
+    app.add_url_rule("/webhooks/grantex", view_func=webhook_view(secret), methods=["POST"])
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from .config import GuardConfig
 from .errors import GuardError
 from .grant import Grant
 from .http import error_response, metadata_path, read_credentials, request_url, resource_metadata
+from .revocation import StoreUnavailable, handle_webhook
 from .scopes import Requirement
 from .verifier import Guard
 
@@ -62,6 +69,7 @@ __all__ = [
     "get_guard",
     "require_grant",
     "require_scopes",
+    "webhook_view",
 ]
 
 P = ParamSpec("P")
@@ -76,6 +84,7 @@ METADATA_ENDPOINT: Final = "grantex_guard.resource_metadata"
 
 _EXEMPT_MARK = "_grantex_guard_exempt"
 _CHECKED_FLAG = "_grantex_guard_checked"
+_TOKEN_KEY = "_grantex_guard_token"  # in g: the token behind g.grant
 
 
 @dataclass(frozen=True)
@@ -118,12 +127,18 @@ On routes that did not authenticate it proxies None: falsy, `== None`, but not
 """
 
 
-def _authenticate(required: Requirement, audience: str | Sequence[str] | None) -> Grant:
+def _authenticate(required: Requirement, audience: str | Sequence[str] | None,
+                  revocation: bool | None = None) -> Grant:
     setattr(g, _CHECKED_FLAG, True)
     earlier: Grant | None = g.get("grant")
-    if earlier is not None and audience is None:
-        # Already verified for this request (blueprint, then view): only the scopes differ.
+    token: str | None = g.get(_TOKEN_KEY)
+    if earlier is not None and audience is None and (token is not None or not revocation):
+        # Already verified for this request (blueprint, then view): only the scopes differ,
+        # and a forced revocation check asks about the grant without verifying (and so
+        # replaying a DPoP proof) again.
         required.check(earlier.scope_set)
+        if revocation and token is not None:
+            get_guard().confirm_not_revoked(earlier, token)
         return earlier
     credentials = read_credentials(request.headers.get("Authorization"), request.headers.get("DPoP"))
     guard = get_guard()
@@ -134,9 +149,27 @@ def _authenticate(required: Requirement, audience: str | Sequence[str] | None) -
         dpop=credentials.proof,
         method=request.method,
         url=request_url(request.url, request.headers.get, guard.config),
+        revocation=revocation,
     )
     g.grant = grant
+    setattr(g, _TOKEN_KEY, credentials.token)
     return grant
+
+
+def _route_revocation(revocation: bool | None, guard: Guard | None = None) -> bool | None:
+    """A route's `revocation=`: None (the guard's policy) or True (forced); False is refused.
+
+    With the guard known now, True is checked against it (it needs an api_key);
+    otherwise the Guard checks it on first use.
+    """
+    if revocation is not None and not isinstance(revocation, bool):
+        raise TypeError(f"revocation must be True or None, got {revocation!r}")
+    if revocation is False:
+        raise ValueError("revocation=False: a route cannot switch revocation checks off; it may "
+                         "only force them (True) or inherit the guard's policy (None)")
+    if revocation and guard is not None:
+        guard.revocation.policy.validate_route(True)
+    return revocation
 
 
 # -- decorators -------------------------------------------------------------------------
@@ -145,9 +178,11 @@ def _authenticate(required: Requirement, audience: str | Sequence[str] | None) -
 class ScopeDecorator:
     """Protects a view (sync or `async def`) with one Requirement, parsed at decoration time."""
 
-    def __init__(self, required: Requirement, audience: str | Sequence[str] | None = None) -> None:
+    def __init__(self, required: Requirement, audience: str | Sequence[str] | None = None,
+                 revocation: bool | None = None) -> None:
         self.required = required
         self.audience = audience
+        self.revocation = revocation
 
     @overload
     def __call__(
@@ -158,11 +193,11 @@ class ScopeDecorator:
     def __call__(self, view: Callable[P, R]) -> Callable[P, R]: ...
 
     def __call__(self, view: Callable[P, Any]) -> Callable[P, Any]:
-        required, audience = self.required, self.audience
+        required, audience, revocation = self.required, self.audience, self.revocation
 
         @functools.wraps(view)
         def protected_view(*args: P.args, **kwargs: P.kwargs) -> Any:
-            _authenticate(required, audience)
+            _authenticate(required, audience, revocation)
             # ensure_sync runs an `async def` view to completion (Flask[async]).
             return current_app.ensure_sync(view)(*args, **kwargs)
 
@@ -173,14 +208,17 @@ def require_scopes(
     *scopes: str,
     any_of: Iterable[str] = (),
     audience: str | Sequence[str] | None = None,
+    revocation: bool | None = None,
 ) -> ScopeDecorator:
     """Require a grant token holding every scope of `scopes` (and one of `any_of`, if given).
 
     Constraint-aware: `payments:initiate:max_1000` accepts a grant capped at 1000 or more.
     Malformed scope strings raise ValueError here, at import time. `audience` overrides
-    the configured audience for this view.
+    the configured audience for this view. `revocation=True` confirms with Grantex on
+    every request that the grant is not revoked, whatever the guard's policy
+    (`revocation=False` is refused: a route may only tighten the policy).
     """
-    return ScopeDecorator(Requirement.parse(scopes, any_of), audience)
+    return ScopeDecorator(Requirement.parse(scopes, any_of), audience, _route_revocation(revocation))
 
 
 _ANY_GRANT = ScopeDecorator(Requirement())
@@ -337,9 +375,15 @@ class GrantexGuard:
         *scopes: str,
         any_of: Iterable[str] = (),
         audience: str | Sequence[str] | None = None,
+        revocation: bool | None = None,
     ) -> ScopeDecorator:
-        """Require scopes; see the module-level `require_scopes`."""
-        return require_scopes(*scopes, any_of=any_of, audience=audience)
+        """Require scopes; see the module-level `require_scopes`.
+
+        With `guard=` given to the extension, `revocation=True` is checked against
+        that guard now.
+        """
+        _route_revocation(revocation, self._guard)
+        return require_scopes(*scopes, any_of=any_of, audience=audience, revocation=revocation)
 
     def exempt(self, view: V) -> V:
         """Exempt `view` from its blueprint's `protect()`."""
@@ -351,16 +395,66 @@ class GrantexGuard:
         scopes: Iterable[str] = (),
         any_of: Iterable[str] = (),
         audience: str | Sequence[str] | None = None,
+        revocation: bool | None = None,
     ) -> None:
         """Require a grant token (with `scopes` / one of `any_of`) on every view of `blueprint`.
 
         Views marked `@exempt` are let through, as are unmatched URLs (404/405) and
         Flask's automatic OPTIONS answers (CORS preflights carry no token).
+        `revocation=True` forces a revocation check on every view of the blueprint.
         """
         required = Requirement.parse(scopes, any_of)
+        forced = _route_revocation(revocation, self._guard)
 
         def check_grant() -> None:
             if not _skips_protection():
-                _authenticate(required, audience)
+                _authenticate(required, audience, forced)
 
         blueprint.before_request(check_grant)
+
+
+# -- Grantex webhooks -------------------------------------------------------------------
+
+WEBHOOK_MAX_BODY = 1 << 20  # the core refuses larger bodies; reading stops just past it
+
+
+def _check_webhook_secret(secret: str | Sequence[str]) -> None:
+    chosen = [secret] if isinstance(secret, str) else secret
+    if isinstance(chosen, (bytes, bytearray)) or not chosen or any(
+        not isinstance(item, str) or not item for item in chosen
+    ):
+        raise ValueError("the webhook secret must be a non-empty string or a non-empty list of them")
+
+
+def webhook_view(
+    secret: str | Sequence[str], *, allow_legacy: bool = False, tolerance: float = 300
+) -> Callable[[], Response]:
+    """A view receiving Grantex webhooks: `grant.revoked` goes into the app guard's revocation store.
+
+        app.add_url_rule("/webhooks/grantex", view_func=webhook_view(secret), methods=["POST"])
+
+    Answers 200 `{"received": true}`, 400 for a bad signature, timestamp or body,
+    503 when the store is unreachable (Grantex retries). Exempt from `protect()`:
+    Grantex sends no grant token. `secret` may list several secrets while one is rotated.
+    """
+    _check_webhook_secret(secret)
+
+    def grantex_webhook() -> Response:
+        # The raw bytes: the signature covers them, so nothing parses them first.
+        body = request.stream.read(WEBHOOK_MAX_BODY + 1)
+        headers = dict(request.headers.items())
+        try:
+            status, answer = handle_webhook(body, headers, secret=secret,
+                                            store=get_guard().revocation.store,
+                                            tolerance=tolerance, allow_legacy=allow_legacy)
+        except StoreUnavailable:
+            status, answer = 503, {"error": "store_unavailable",
+                                   "message": "The revocation store is unreachable: retry later."}
+        response = current_app.response_class(json.dumps(answer), status=status,
+                                              mimetype="application/json")
+        response.headers["Cache-Control"] = "no-store"
+        if status == 503:
+            response.headers["Retry-After"] = "5"
+        return response
+
+    return exempt(grantex_webhook)

@@ -14,7 +14,11 @@ Three ways in, one pipeline (`Guard.verify_async`, never the blocking one):
 - `GrantexAuthBackend`: for Starlette's `AuthenticationMiddleware`
   (`request.user`, `request.auth.scopes`); pass `on_error=on_auth_error`.
 - `require_scopes(...)`: constraint-aware scope check for endpoints, using the
-  grant found by either of the above, or authenticating the request itself.
+  grant found by either of the above, or authenticating the request itself;
+  `revocation=True` also confirms with Grantex that the grant is not revoked.
+- `webhook_endpoint(guard, secret)`: receives Grantex's `grant.revoked`
+  webhooks into `guard.revocation.store` (not protected by grant tokens:
+  exclude its path from a `required=True` middleware).
 
 Every rejection is `grantex_guard.http.error_response`: JSON body,
 `WWW-Authenticate` (or `Retry-After`) and `Cache-Control: no-store`.
@@ -25,7 +29,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
 
 import anyio.from_thread
@@ -36,8 +40,8 @@ from starlette.authentication import (
     BaseUser,
 )
 from starlette.datastructures import MutableHeaders
-from starlette.requests import HTTPConnection
-from starlette.responses import PlainTextResponse, Response
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import GuardConfig
@@ -45,24 +49,32 @@ from .errors import GuardError, TokenMissing
 from .grant import Grant
 from .http import METADATA_PATH, Credentials, error_response, metadata_path, read_credentials, request_url
 from .http import resource_metadata as metadata_document
+from .revocation import StoreUnavailable, handle_webhook_async
 from .scopes import Requirement
 from .verifier import Guard
 
 __all__ = [
     "GRANT_STATE_KEY",
     "GUARD_STATE_KEY",
+    "TOKEN_STATE_KEY",
     "GrantUser",
     "GrantexAuthBackend",
     "GrantexAuthenticationError",
     "GrantexMiddleware",
     "TokenExtractor",
     "authenticate",
+    "check_webhook_secret",
     "guard_error_handler",
     "guard_error_response",
     "on_auth_error",
     "read_request_credentials",
+    "remember_grant",
     "remembered_grant",
+    "remembered_token",
     "require_scopes",
+    "route_revocation",
+    "verify_connection",
+    "webhook_endpoint",
 ]
 
 P = ParamSpec("P")
@@ -75,6 +87,9 @@ TokenExtractor = Callable[[HTTPConnection], "str | None"]
 # backend and the FastAPI dependency found, so a request is verified once.
 GRANT_STATE_KEY = "grant"
 GUARD_STATE_KEY = "grantex_guard"
+# The token the grant came from: a route forcing a revocation check confirms it
+# without verifying again (which would replay the request's DPoP proof).
+TOKEN_STATE_KEY = "grantex_token"
 
 _WEBSOCKET_POLICY_VIOLATION = 1008
 
@@ -99,28 +114,57 @@ def read_request_credentials(
     return Credentials("Bearer", token, headers.get("dpop"))
 
 
+async def verify_connection(
+    conn: HTTPConnection,
+    guard: Guard,
+    *,
+    scopes: Requirement | Iterable[str] = (),
+    token_extractor: TokenExtractor | None = None,
+    revocation: bool | None = None,
+) -> tuple[Grant, str]:
+    """(grant, token): the request's token verified with its DPoP proof, method and URL.
+
+    Raises GuardError. `revocation=True` forces the revocation check.
+    """
+    credentials = read_request_credentials(conn, token_extractor)
+    grant = await guard.verify_async(
+        credentials.token,
+        scopes=scopes,
+        dpop=credentials.proof,
+        method=conn.scope.get("method", "GET"),
+        url=request_url(str(conn.url), conn.headers.get, guard.config),
+        revocation=revocation,
+    )
+    return grant, credentials.token
+
+
 async def authenticate(
     conn: HTTPConnection,
     guard: Guard,
     *,
     scopes: Requirement | Iterable[str] = (),
     token_extractor: TokenExtractor | None = None,
+    revocation: bool | None = None,
 ) -> Grant:
     """Verify the request's token (with its DPoP proof, method and URL); raise GuardError."""
-    credentials = read_request_credentials(conn, token_extractor)
-    return await guard.verify_async(
-        credentials.token,
-        scopes=scopes,
-        dpop=credentials.proof,
-        method=conn.scope.get("method", "GET"),
-        url=request_url(str(conn.url), conn.headers.get, guard.config),
-    )
+    grant, _ = await verify_connection(conn, guard, scopes=scopes, token_extractor=token_extractor,
+                                       revocation=revocation)
+    return grant
 
 
-def _remember(scope: Scope, guard: Guard, grant: Grant | None) -> None:
+def remember_grant(scope: Scope, guard: Guard, grant: Grant | None, token: str | None) -> None:
+    """Record what authenticated this request, so later checks neither verify nor replay it."""
     state = scope.setdefault("state", {})
     state[GRANT_STATE_KEY] = grant
     state[GUARD_STATE_KEY] = guard
+    state[TOKEN_STATE_KEY] = token
+
+
+def remembered_token(conn: HTTPConnection) -> str | None:
+    """The token behind the remembered grant (None when no grant was found)."""
+    state = conn.scope.get("state") or {}
+    token = state.get(TOKEN_STATE_KEY)
+    return token if isinstance(token, str) else None
 
 
 def remembered_grant(conn: HTTPConnection) -> tuple[bool, Grant | None, Guard | None]:
@@ -274,32 +318,32 @@ class GrantexMiddleware:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         send = _add_vary(send)
         try:
-            grant = await self._grant(HTTPConnection(scope))
+            grant, token = await self._grant(HTTPConnection(scope))
         except GuardError as error:
             await guard_error_response(error, self.guard.config)(scope, receive, send)
             return
-        _remember(scope, self.guard, grant)
+        remember_grant(scope, self.guard, grant, token)
         await self.app(scope, receive, send)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            grant = await self._grant(HTTPConnection(scope))
+            grant, token = await self._grant(HTTPConnection(scope))
         except GuardError as error:
             await send(
                 {"type": "websocket.close", "code": _WEBSOCKET_POLICY_VIOLATION,
                  "reason": error.code}
             )
             return
-        _remember(scope, self.guard, grant)
+        remember_grant(scope, self.guard, grant, token)
         await self.app(scope, receive, send)
 
-    async def _grant(self, conn: HTTPConnection) -> Grant | None:
+    async def _grant(self, conn: HTTPConnection) -> tuple[Grant | None, str | None]:
         try:
-            return await authenticate(conn, self.guard, token_extractor=self.token_extractor)
+            return await verify_connection(conn, self.guard, token_extractor=self.token_extractor)
         except TokenMissing:
             if self.required:
                 raise
-            return None
+            return None, None
 
     async def _send_metadata(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = Response(
@@ -366,13 +410,14 @@ class GrantexAuthBackend(AuthenticationBackend):
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
         try:
-            grant = await authenticate(conn, self.guard, token_extractor=self.token_extractor)
+            grant, token = await verify_connection(conn, self.guard,
+                                                   token_extractor=self.token_extractor)
         except TokenMissing:
-            _remember(conn.scope, self.guard, None)
+            remember_grant(conn.scope, self.guard, None, None)
             return None
         except GuardError as error:
             raise GrantexAuthenticationError(error, self.guard.config) from error
-        _remember(conn.scope, self.guard, grant)
+        remember_grant(conn.scope, self.guard, grant, token)
         return AuthCredentials(grant.scopes), GrantUser(grant)
 
 
@@ -396,9 +441,10 @@ def _connection_in(args: tuple[Any, ...], kwargs: dict[str, Any]) -> HTTPConnect
 class ScopeDecorator:
     """What `require_scopes(...)` returns: wraps an async or sync endpoint (or method)."""
 
-    def __init__(self, needed: Requirement, guard: Guard | None) -> None:
+    def __init__(self, needed: Requirement, guard: Guard | None, revocation: bool | None = None) -> None:
         self.needed = needed
         self.guard = guard
+        self.revocation = revocation
 
     @overload
     def __call__(
@@ -425,10 +471,12 @@ class ScopeDecorator:
         def sync_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
             conn = _connection_in(args, kwargs)
             done, grant, guard = remembered_grant(conn)
-            # Starlette runs sync endpoints in a worker thread: verify back on the loop.
-            refusal = (
-                self._check(grant, guard) if done else anyio.from_thread.run(self.refusal, conn)
-            )
+            # Starlette runs sync endpoints in a worker thread: any I/O (verifying, asking
+            # Grantex) goes back to the event loop.
+            if done and not self.revocation:
+                refusal = self._check(grant, guard)
+            else:
+                refusal = anyio.from_thread.run(self.refusal, conn)
             if refusal is not None:
                 return refusal
             return endpoint(*args, **kwargs)
@@ -439,7 +487,7 @@ class ScopeDecorator:
         """None when the request may proceed, else the error response to send."""
         done, grant, guard = remembered_grant(conn)
         if done:
-            return self._check(grant, guard)
+            return await self._confirm(conn, grant, guard)
         guard = self.guard or _app_guard(conn)
         if guard is None:
             raise RuntimeError(
@@ -447,10 +495,31 @@ class ScopeDecorator:
                 "GrantexAuthBackend, pass guard=..., or set app.state.grantex_guard"
             )
         try:
-            grant = await authenticate(conn, guard, scopes=self.needed)
+            grant, token = await verify_connection(conn, guard, scopes=self.needed,
+                                                   revocation=self.revocation)
         except GuardError as error:
             return guard_error_response(error, guard.config)
-        _remember(conn.scope, guard, grant)
+        remember_grant(conn.scope, guard, grant, token)
+        return None
+
+    async def _confirm(self, conn: HTTPConnection, grant: Grant | None,
+                       guard: Guard | None) -> Response | None:
+        """A grant verified earlier in this request: its scopes, then a forced revocation check."""
+        refusal = self._check(grant, guard)
+        if refusal is not None or not self.revocation or grant is None:
+            return refusal
+        guard = guard or self.guard or _app_guard(conn)
+        token = remembered_token(conn)
+        if guard is None or token is None:
+            raise RuntimeError(
+                "require_scopes(revocation=True) needs the guard and token that verified the "
+                "grant: use GrantexMiddleware or GrantexAuthBackend (they record both)"
+            )
+        try:
+            # Not verify_async again: that would replay the request's DPoP proof.
+            await guard.confirm_not_revoked_async(grant, token)
+        except GuardError as error:
+            return guard_error_response(error, guard.config)
         return None
 
     def _check(self, grant: Grant | None, guard: Guard | None) -> Response | None:
@@ -464,8 +533,26 @@ class ScopeDecorator:
         return None
 
 
+def route_revocation(revocation: bool | None, guard: Guard | None = None) -> bool | None:
+    """A route's `revocation=` setting, validated at decoration time.
+
+    None inherits the guard's policy and True forces a check; False is refused
+    (a route may only tighten the policy). With the guard known now, True is
+    also checked against it (it needs an api_key); otherwise on first use.
+    """
+    if revocation is not None and not isinstance(revocation, bool):
+        raise TypeError(f"revocation must be True or None, got {revocation!r}")
+    if revocation is False:
+        raise ValueError("revocation=False: a route cannot switch revocation checks off; it may "
+                         "only force them (True) or inherit the guard's policy (None)")
+    if revocation and guard is not None:
+        guard.revocation.policy.validate_route(True)
+    return revocation
+
+
 def require_scopes(
-    *scopes: str, any_of: Iterable[str] = (), guard: Guard | None = None
+    *scopes: str, any_of: Iterable[str] = (), guard: Guard | None = None,
+    revocation: bool | None = None,
 ) -> ScopeDecorator:
     """Require every scope of `scopes` and, if given, one of `any_of` (DESIGN.md semantics).
 
@@ -474,7 +561,74 @@ def require_scopes(
     authenticated here with `guard` or `app.state.grantex_guard`. A refusal is
     returned as the JSON error response. Scope strings are parsed now: a
     malformed one raises ValueError at import time.
+
+    `revocation=True` confirms with Grantex on every request that the grant is
+    not revoked, whatever the guard's policy (a grant verified earlier in the
+    request is confirmed, never verified twice).
     """
     if isinstance(any_of, str):
         raise TypeError("any_of must be a list of scopes, not a single string")
-    return ScopeDecorator(Requirement.parse(scopes, tuple(any_of)), guard)
+    return ScopeDecorator(Requirement.parse(scopes, tuple(any_of)), guard,
+                          route_revocation(revocation, guard))
+
+
+# -- Grantex webhooks ----------------------------------------------------------------
+
+WEBHOOK_MAX_BODY = 1 << 20  # the core refuses larger bodies; reading stops just past it
+_NO_STORE = {"Cache-Control": "no-store"}
+_STORE_UNAVAILABLE = {"error": "store_unavailable",
+                      "message": "The revocation store is unreachable: retry later."}
+
+
+def check_webhook_secret(secret: str | Sequence[str]) -> None:
+    """ValueError unless `secret` is a non-empty string or a non-empty list of them."""
+    chosen = [secret] if isinstance(secret, str) else secret
+    if isinstance(chosen, (bytes, bytearray)) or not chosen or any(
+        not isinstance(item, str) or not item for item in chosen
+    ):
+        raise ValueError("the webhook secret must be a non-empty string or a non-empty list of them")
+
+
+async def _raw_body(request: Request, limit: int) -> bytes:
+    """The body as sent (never parsed: the signature covers these bytes), at most `limit` + 1."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
+    return b"".join(chunks)
+
+
+def webhook_endpoint(
+    guard: Guard, secret: str | Sequence[str], *, allow_legacy: bool = False, tolerance: float = 300
+) -> Callable[[Request], Awaitable[Response]]:
+    """An endpoint receiving Grantex webhooks: `grant.revoked` goes into `guard.revocation.store`.
+
+        Route("/webhooks/grantex", webhook_endpoint(guard, secret), methods=["POST"])
+        app.post("/webhooks/grantex", include_in_schema=False)(webhook_endpoint(guard, secret))
+
+    Answers 200 `{"received": true}`, 400 for a bad signature, timestamp or
+    body, 503 when the store is unreachable (Grantex retries). It is not
+    protected by grant tokens: list its path in the middleware's `exclude_paths`.
+    `secret` may list several secrets while one is rotated.
+    """
+    if not isinstance(guard, Guard):
+        raise TypeError(f"guard must be a grantex_guard.Guard, got {type(guard).__name__}")
+    check_webhook_secret(secret)
+
+    async def grantex_webhook(request: Request) -> Response:
+        if request.method != "POST":
+            return PlainTextResponse("Method Not Allowed", 405, headers={"Allow": "POST"})
+        body = await _raw_body(request, WEBHOOK_MAX_BODY)
+        try:
+            status, answer = await handle_webhook_async(
+                body, request.headers, secret=secret, store=guard.revocation.store,
+                tolerance=tolerance, allow_legacy=allow_legacy,
+            )
+        except StoreUnavailable:
+            return JSONResponse(_STORE_UNAVAILABLE, 503, headers={**_NO_STORE, "Retry-After": "5"})
+        return JSONResponse(answer, status, headers=_NO_STORE)
+
+    return grantex_webhook

@@ -17,8 +17,8 @@ from ..verifier import Guard
 from .conf import get_guard
 from .user import GrantUser
 
-__all__ = ["attach_grant", "error_json_response", "request_grant", "verify_request",
-           "verify_request_async"]
+__all__ = ["attach_grant", "confirm_not_revoked", "confirm_not_revoked_async", "error_json_response",
+           "request_grant", "verify_request", "verify_request_async"]
 
 AUTHORIZATION_VARY = ("Authorization",)
 _NOTHING = Requirement()
@@ -30,22 +30,42 @@ def read_request_credentials(request: HttpRequest) -> Credentials:
 
 
 def verify_request(request: HttpRequest, required: Requirement = _NOTHING,
-                   credentials: Credentials | None = None, guard: Guard | None = None) -> Grant:
-    """Verify the request's grant token for `required`; raise a GuardError otherwise."""
+                   credentials: Credentials | None = None, guard: Guard | None = None,
+                   revocation: bool | None = None) -> Grant:
+    """Verify the request's grant token for `required`; raise a GuardError otherwise.
+
+    `revocation=True` forces the revocation check.
+    """
     credentials = credentials or read_request_credentials(request)
     guard = guard or get_guard()
     return guard.verify(credentials.token, scopes=required, dpop=credentials.proof,
-                        method=request.method, url=_url(request, guard))
+                        method=request.method, url=_url(request, guard), revocation=revocation)
 
 
 async def verify_request_async(request: HttpRequest, required: Requirement = _NOTHING,
                                credentials: Credentials | None = None,
-                               guard: Guard | None = None) -> Grant:
+                               guard: Guard | None = None,
+                               revocation: bool | None = None) -> Grant:
     """`verify_request` for async views and middleware (`verify_async`: never blocks)."""
     credentials = credentials or read_request_credentials(request)
     guard = guard or get_guard()
     return await guard.verify_async(credentials.token, scopes=required, dpop=credentials.proof,
-                                    method=request.method, url=_url(request, guard))
+                                    method=request.method, url=_url(request, guard),
+                                    revocation=revocation)
+
+
+# A grant verified earlier in the request (middleware, DRF authentication) is only asked
+# about, never verified again: that would replay the request's DPoP proof.
+
+
+def confirm_not_revoked(request: HttpRequest, grant: Grant) -> None:
+    """The forced revocation check for the grant verified earlier in this request."""
+    get_guard().confirm_not_revoked(grant, read_request_credentials(request).token)
+
+
+async def confirm_not_revoked_async(request: HttpRequest, grant: Grant) -> None:
+    """`confirm_not_revoked` for async views: never blocks the event loop."""
+    await get_guard().confirm_not_revoked_async(grant, read_request_credentials(request).token)
 
 
 def _url(request: HttpRequest, guard: Guard) -> str:

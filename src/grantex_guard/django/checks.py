@@ -3,7 +3,8 @@
     grantex_guard.E001  GRANTEX_GUARD is missing
     grantex_guard.E002  GRANTEX_GUARD is not a dict
     grantex_guard.E003  a Guard option is unknown or invalid (the ValueError's text)
-    grantex_guard.E004  an adapter key (REQUIRED, EXEMPT_PATHS, SCOPES_SUPPORTED) is invalid
+    grantex_guard.E004  an adapter key (REQUIRED, EXEMPT_PATHS, SCOPES_SUPPORTED, WEBHOOK_SECRET)
+                        is invalid
     grantex_guard.E005  a view's required_scopes / required_scopes_map is malformed
     grantex_guard.W001  no AUDIENCE: tokens bound to an audience will be refused
     grantex_guard.W002  GrantexMiddleware comes before AuthenticationMiddleware
@@ -53,7 +54,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         read_adapter_settings(value)
     except ValueError as exc:
         messages.append(Error(f"settings.{SETTING}: {exc}",
-                              hint='e.g. "REQUIRED": True, "EXEMPT_PATHS": ["/health", "/static/"].',
+                              hint='e.g. "REQUIRED": True, "EXEMPT_PATHS": ["/health", "/static/"], '
+                              '"WEBHOOK_SECRET": "whsec_..." (or a list while rotating).',
                               id="grantex_guard.E004"))
     if config is not None and not config.audience and config.audience_check == "on":
         messages.append(Warning(

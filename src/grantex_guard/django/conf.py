@@ -7,6 +7,7 @@
         "REQUIRED": False,          # middleware: every request needs a valid grant
         "EXEMPT_PATHS": ["/health", "/static/"],   # exact, or a prefix ending in "/"
         "SCOPES_SUPPORTED": ["calendar:read"],     # advertised in RFC 9728 metadata
+        "WEBHOOK_SECRET": "whsec_...",  # or a list while rotating: enables the webhook view
     }
 """
 
@@ -29,7 +30,7 @@ __all__ = ["ADAPTER_KEYS", "SETTING", "AdapterSettings", "adapter_settings", "ge
            "guard_options", "raw_settings", "reset_guard"]
 
 SETTING = "GRANTEX_GUARD"
-ADAPTER_KEYS = frozenset({"REQUIRED", "EXEMPT_PATHS", "SCOPES_SUPPORTED"})
+ADAPTER_KEYS = frozenset({"REQUIRED", "EXEMPT_PATHS", "SCOPES_SUPPORTED", "WEBHOOK_SECRET"})
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class AdapterSettings:
     required: bool = False
     exempt_paths: tuple[str, ...] = ()
     scopes_supported: tuple[str, ...] = ()
+    webhook_secrets: tuple[str, ...] = ()  # empty: the webhook view answers 404
 
     def is_exempt(self, path: str) -> bool:
         if path.startswith(METADATA_PATH):  # RFC 9728 metadata is public by definition
@@ -73,7 +75,22 @@ def read_adapter_settings(value: Mapping[str, Any]) -> AdapterSettings:
     bad_paths = [path for path in exempt if not path.startswith("/")]
     if bad_paths:
         raise ValueError(f"EXEMPT_PATHS entries must be paths starting with '/', got {bad_paths!r}")
-    return AdapterSettings(required, exempt, _string_list(value, "SCOPES_SUPPORTED"))
+    return AdapterSettings(required, exempt, _string_list(value, "SCOPES_SUPPORTED"),
+                           _webhook_secrets(value))
+
+
+def _webhook_secrets(value: Mapping[str, Any]) -> tuple[str, ...]:
+    secret = value.get("WEBHOOK_SECRET")
+    if secret is None:
+        return ()
+    if isinstance(secret, str):
+        if not secret:
+            raise ValueError("WEBHOOK_SECRET must be a non-empty string or a list of them, got ''")
+        return (secret,)
+    if not isinstance(secret, (list, tuple)) or not secret:
+        raise ValueError("WEBHOOK_SECRET must be a non-empty string or a non-empty list of them "
+                         f"(several while rotating), got {type(secret).__name__}")
+    return _string_list(value, "WEBHOOK_SECRET")
 
 
 def _string_list(value: Mapping[str, Any], key: str) -> tuple[str, ...]:

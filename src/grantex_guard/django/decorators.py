@@ -9,6 +9,9 @@
     @method_decorator(require_grant, name="dispatch")
     class Profile(View): ...
 
+    @require_scopes("calendar:read", revocation=True)   # always ask Grantex (needs API_KEY)
+    def export(request): ...
+
 The requirement is parsed when the decorator is applied, so a malformed scope
 fails at import. Behind GrantexMiddleware the grant it verified is reused;
 without it the decorator authenticates the request itself.
@@ -33,6 +36,8 @@ from .authenticate import (
     AUTHORIZATION_VARY,
     attach_grant,
     attached_grant,
+    confirm_not_revoked,
+    confirm_not_revoked_async,
     error_json_response,
     verify_request,
     verify_request_async,
@@ -51,8 +56,9 @@ AsyncView = Callable[Concatenate[Request, P], Coroutine[Any, Any, Response]]
 class _ViewGuard:
     """Wraps views so they run only for a grant that meets `required`."""
 
-    def __init__(self, required: Requirement) -> None:
+    def __init__(self, required: Requirement, revocation: bool | None = None) -> None:
         self.required = required
+        self.revocation = revocation
 
     @overload
     def __call__(
@@ -75,9 +81,12 @@ class _ViewGuard:
             try:
                 grant = attached_grant(request)
                 if grant is None:
-                    attach_grant(request, verify_request(request, self.required))
+                    attach_grant(request, verify_request(request, self.required,
+                                                         revocation=self.revocation))
                 else:
                     self._check(grant)
+                    if self.revocation:
+                        confirm_not_revoked(request, grant)
                 response = view(request, *args, **kwargs)
             except GuardError as error:
                 return error_json_response(error)
@@ -101,9 +110,12 @@ class _ViewGuard:
             try:
                 grant = attached_grant(request)
                 if grant is None:
-                    attach_grant(request, await verify_request_async(request, self.required))
+                    attach_grant(request, await verify_request_async(request, self.required,
+                                                                     revocation=self.revocation))
                 else:
                     self._check(grant)
+                    if self.revocation:
+                        await confirm_not_revoked_async(request, grant)
                 response = await view(request, *args, **kwargs)
             except GuardError as error:
                 return error_json_response(error)
@@ -127,12 +139,25 @@ def _csrf_exempt(view: _F) -> _F:
     return view
 
 
-def require_scopes(*scopes: str, any_of: Iterable[str] = ()) -> _ViewGuard:
+def require_scopes(*scopes: str, any_of: Iterable[str] = (),
+                   revocation: bool | None = None) -> _ViewGuard:
     """Decorator: the request needs a valid grant holding every scope (and one of `any_of`).
 
-    Malformed scope strings raise ValueError here, at import time.
+    Malformed scope strings raise ValueError here, at import time. `revocation=True`
+    confirms with Grantex on every request that the grant is not revoked, whatever
+    the policy (it needs API_KEY, checked on first use: the Guard is built lazily);
+    `revocation=False` is refused here, as a route may only tighten the policy.
     """
-    return _ViewGuard(Requirement.parse(scopes, any_of))
+    return _ViewGuard(Requirement.parse(scopes, any_of), _route_revocation(revocation))
+
+
+def _route_revocation(revocation: bool | None) -> bool | None:
+    if revocation is not None and not isinstance(revocation, bool):
+        raise TypeError(f"revocation must be True or None, got {revocation!r}")
+    if revocation is False:
+        raise ValueError("revocation=False: a route cannot switch revocation checks off; it may "
+                         "only force them (True) or inherit the guard's policy (None)")
+    return revocation
 
 
 @overload

@@ -9,6 +9,7 @@
         permission_classes = [HasGrantScopes]
         required_scopes = ["calendar:read"]
         required_scopes_map = {"POST": ["calendar:write"]}   # optional, per method
+        revocation = True          # optional: always ask Grantex (or ["POST"]: those methods)
 
 Errors keep the `{"error", "message"}` body and codes of every other adapter:
 they are raised as `GrantexAPIException`, which carries its challenge and
@@ -36,6 +37,7 @@ from .authenticate import (
     AUTHORIZATION_VARY,
     attach_grant,
     attached_grant,
+    confirm_not_revoked,
     read_request_credentials,
     verify_request,
 )
@@ -47,7 +49,7 @@ if TYPE_CHECKING:
     from rest_framework.views import APIView
 
 __all__ = ["GrantexAPIException", "GrantexAuthentication", "HasGrantScopes",
-           "exception_handler"]
+           "exception_handler", "view_revocation"]
 
 
 class GrantexAPIException(APIException):
@@ -66,22 +68,30 @@ class GrantexAPIException(APIException):
 
 
 class GrantexAuthentication(BaseAuthentication):
-    """`request.user` a GrantUser, `request.auth` the Grant; None without a grant token."""
+    """`request.user` a GrantUser, `request.auth` the Grant; None without a grant token.
+
+    A view's `revocation` attribute forces a revocation check (see `view_revocation`).
+    """
 
     def authenticate(self, request: Request) -> tuple[GrantUser, Grant] | None:
         _vary_on_authorization(request)
         django_request: HttpRequest = request._request
+        forced = view_revocation((request.parser_context or {}).get("view"), request.method or "GET")
         grant = attached_grant(django_request)  # GrantexMiddleware verified it already
-        if grant is None:
-            try:
-                credentials = read_request_credentials(django_request)
-            except TokenMissing:
-                return None  # let the next authenticator (session, ...) try
-            try:
-                grant = verify_request(django_request, credentials=credentials)
-            except GuardError as error:
-                raise GrantexAPIException(error) from None
-            attach_grant(django_request, grant)
+        try:
+            if grant is None:
+                try:
+                    credentials = read_request_credentials(django_request)
+                except TokenMissing:
+                    return None  # let the next authenticator (session, ...) try
+                grant = verify_request(django_request, credentials=credentials, revocation=forced)
+                attach_grant(django_request, grant)
+            elif forced:
+                # Verified by the middleware: ask about the grant only (verifying again would
+                # replay the request's DPoP proof).
+                confirm_not_revoked(django_request, grant)
+        except GuardError as error:
+            raise GrantexAPIException(error) from None
         return GrantUser(grant), grant
 
     def authenticate_header(self, request: Request) -> str:
@@ -113,6 +123,29 @@ class HasGrantScopes(BasePermission):
         except GuardError as error:
             raise GrantexAPIException(error) from None
         return True
+
+
+def view_revocation(view: object, method: str) -> bool | None:
+    """True when the view forces a revocation check for `method`, else None (the policy).
+
+    A view's `revocation` is True (every method), a list of methods (HEAD follows
+    GET) or absent; False is refused: a view may only tighten the guard's policy.
+    """
+    declared = getattr(view, "revocation", None)
+    if declared is None:
+        return None
+    if declared is True:
+        return True
+    if declared is False:
+        raise ImproperlyConfigured(f"{type(view).__qualname__}.revocation = False: a view cannot switch "
+                                   "revocation checks off; use True, a list of methods, or nothing")
+    listed = isinstance(declared, (list, tuple, set, frozenset))
+    if not listed or not all(isinstance(item, str) for item in declared):
+        raise ImproperlyConfigured(f"{type(view).__qualname__}.revocation must be True or a list of HTTP "
+                                   f"methods, got {declared!r}")
+    methods = {item.upper() for item in declared}
+    method = method.upper()
+    return True if method in methods or (method == "HEAD" and "GET" in methods) else None
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

@@ -8,6 +8,9 @@
 - an invalid token: answered 401 at once, JSON with its WWW-Authenticate;
 - a GuardError raised by a view (e.g. `grant.require("payments:initiate", amount=x)`)
   becomes its 401/403 answer.
+
+Never authenticated: EXEMPT_PATHS, the RFC 9728 metadata and, once WEBHOOK_SECRET
+is set, the webhook view of `grantex_guard.django.urls` (Grantex sends no grant token).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
+from django.urls import NoReverseMatch, reverse
 from django.utils.cache import patch_vary_headers
 
 from ..errors import GuardError, TokenMissing
@@ -32,6 +36,8 @@ from .authenticate import (
     verify_request_async,
 )
 from .conf import adapter_settings
+
+WEBHOOK_URL_NAME = "grantex_guard:webhook"
 
 __all__ = ["GrantexMiddleware"]
 
@@ -49,7 +55,7 @@ class GrantexMiddleware:
         if self.is_async:
             return self._call_async(request)
         request.grant = None  # type: ignore[attr-defined]
-        if adapter_settings().is_exempt(request.path_info):
+        if _exempt(request):
             response: HttpResponseBase = self.get_response(request)
             return response
         found = _credentials(request)
@@ -64,7 +70,7 @@ class GrantexMiddleware:
 
     async def _call_async(self, request: HttpRequest) -> HttpResponseBase:
         request.grant = None  # type: ignore[attr-defined]
-        if adapter_settings().is_exempt(request.path_info):
+        if _exempt(request):
             response: HttpResponseBase = await self.get_response(request)
             return response
         found = _credentials(request)
@@ -81,6 +87,21 @@ class GrantexMiddleware:
                           exception: Exception) -> HttpResponseBase | None:
         if isinstance(exception, GuardError):
             return error_json_response(exception)
+        return None
+
+
+def _exempt(request: HttpRequest) -> bool:
+    adapter = adapter_settings()
+    if adapter.is_exempt(request.path_info):
+        return True
+    return bool(adapter.webhook_secrets) and request.path == _webhook_path()
+
+
+def _webhook_path() -> str | None:
+    """Where the URLconf routes the webhook view (None when it is not included)."""
+    try:
+        return reverse(WEBHOOK_URL_NAME)
+    except NoReverseMatch:
         return None
 
 

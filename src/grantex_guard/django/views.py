@@ -1,19 +1,24 @@
-"""RFC 9728: the protected-resource metadata document, when RESOURCE is configured.
+"""The adapter's own endpoints, routed by `grantex_guard.django.urls`.
 
     urlpatterns = [path("", include("grantex_guard.django.urls")), ...]
 
-serves `/.well-known/oauth-protected-resource[/resource path]`.
+- `/.well-known/oauth-protected-resource[/resource path]`: RFC 9728 metadata,
+  when RESOURCE is configured;
+- `/webhooks/grantex`: Grantex webhooks (`grant.revoked` goes into the guard's
+  revocation store), when WEBHOOK_SECRET is configured.
 """
 
 from __future__ import annotations
 
 from django.http import Http404, HttpRequest, JsonResponse
-from django.views.decorators.http import require_safe
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST, require_safe
 
 from ..http import metadata_path, resource_metadata
+from ..revocation import StoreUnavailable, handle_webhook
 from .conf import adapter_settings, get_guard
 
-__all__ = ["protected_resource_metadata"]
+__all__ = ["protected_resource_metadata", "webhook"]
 
 
 @require_safe
@@ -24,4 +29,26 @@ def protected_resource_metadata(request: HttpRequest) -> JsonResponse:
     document = resource_metadata(config, adapter_settings().scopes_supported)
     response = JsonResponse(document)
     response["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+@csrf_exempt  # a server-to-server call, authenticated by its HMAC signature
+@require_POST
+def webhook(request: HttpRequest) -> JsonResponse:
+    """Grantex webhooks: 200 `{"received": true}`, 400 for a bad signature, timestamp or body,
+    503 when the revocation store is unreachable (Grantex retries)."""
+    secrets = adapter_settings().webhook_secrets
+    if not secrets:
+        raise Http404("No Grantex webhook here: WEBHOOK_SECRET is not configured.")
+    try:
+        # request.body: the raw bytes the signature covers, never parsed before it is checked.
+        status, answer = handle_webhook(request.body, request.headers, secret=secrets,
+                                        store=get_guard().revocation.store)
+    except StoreUnavailable:
+        status, answer = 503, {"error": "store_unavailable",
+                               "message": "The revocation store is unreachable: retry later."}
+    response = JsonResponse(answer, status=status)
+    response["Cache-Control"] = "no-store"
+    if status == 503:
+        response["Retry-After"] = "5"
     return response
