@@ -78,6 +78,8 @@ def normalize_url(url: str) -> str:
 def _proof_key(header: dict[str, Any]) -> tuple[str, Any]:
     if header.get("typ") != "dpop+jwt":
         raise _invalid(f"typ must be dpop+jwt, got {header.get('typ')!r}")
+    if "crit" in header:  # RFC 7515 4.1.11: extensions we do not implement must be refused
+        raise _invalid("its crit header names extensions that are not supported")
     alg = header.get("alg")
     if alg not in DPOP_ALGORITHMS:
         raise _invalid(f"alg {alg!r} is not one of {', '.join(DPOP_ALGORITHMS)}")

@@ -55,6 +55,9 @@ def b64url_decode(data: str | bytes) -> bytes:
     raw = data.encode("ascii") if isinstance(data, str) else data
     if len(raw) % 4 == 1 or _NOT_URLSAFE.search(raw) is not None:
         raise ValueError("not unpadded base64url")
+    canonical_last = _CANONICAL_LAST.get(len(raw) % 4)
+    if canonical_last is not None and raw[-1] not in canonical_last:
+        raise ValueError("not canonical base64url (unused bits set)")
     try:
         return _a2b(raw.translate(_TO_STANDARD) + b"=" * (-len(raw) % 4))
     except binascii.Error:

@@ -1,0 +1,378 @@
+"""Hostile DPoP proofs (RFC 9449), table-driven, through Guard.verify and two real adapters.
+
+tests/test_dpop.py covers the basic refusals through Guard.verify; this table adds key
+material an attacker controls (private members, symmetric and foreign-curve keys, small
+RSA keys, the issuer's own public key), critical headers, target confusion and replays
+that change the proof's spelling, and runs every case through the Starlette middleware
+and the Flask extension too, checking status, JSON body, DPoP challenge and that neither
+the token nor the proof leaks into the body or the logs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from flask import Flask
+from flask.testing import FlaskClient
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from grantex_guard import Guard, GuardError
+from grantex_guard import flask as flask_adapter
+from grantex_guard import starlette as starlette_adapter
+from grantex_guard.dpop import MemoryReplayStore, access_token_hash
+from grantex_guard.jose import b64url_encode
+from grantex_guard.testing import DPoPAgent, LocalIssuer, SigningKey
+
+from .conftest import FakeClock
+from .jwks_server import ec_key, ed25519_key, public_jwk
+
+API = "https://api.example.com"
+VERIFY_URL = API + "/calendar"
+STARLETTE_URL = "http://testserver/calendar"
+FLASK_URL = "http://localhost/calendar"
+CHALLENGE = 'DPoP algs="ES256 RS256", error="invalid_dpop_proof"'
+
+
+@dataclass
+class World:
+    clock: FakeClock
+    issuer: LocalIssuer
+    agent: DPoPAgent
+    rsa_agent: DPoPAgent
+
+    def token(self) -> str:
+        return self.issuer.mint(["calendar:read"], audience=API, bound_to=self.agent.thumbprint)
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    clock = FakeClock()
+    return World(clock, LocalIssuer("RS256", clock=clock), DPoPAgent("ES256", clock=clock),
+                 DPoPAgent("RS256", clock=clock))
+
+
+MakeProof = Callable[[World, str, str], str]  # (world, token, request url) -> proof
+
+
+def claims(**changes: Any) -> MakeProof:
+    def make(w: World, token: str, url: str) -> str:
+        return w.agent.proof("GET", url, token, claims=changes)
+    return make
+
+
+def header(**changes: Any) -> MakeProof:
+    def make(w: World, token: str, url: str) -> str:
+        members = {name: (value(w) if callable(value) else value) for name, value in changes.items()}
+        return w.agent.proof("GET", url, token, header=members)
+    return make
+
+
+def target(method: str = "GET", url: Callable[[str], str] = lambda url: url) -> MakeProof:
+    def make(w: World, token: str, request_url: str) -> str:
+        return w.agent.proof(method, url(request_url), token)
+    return make
+
+
+def _sign_raw(key: Any, alg: str, jwk: dict[str, Any], w: World, token: str, url: str) -> str:
+    """A proof signed by an arbitrary key, its jwk as given (bypassing SigningKey's checks)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    head = b64url_encode(json.dumps({"typ": "dpop+jwt", "alg": alg, "jwk": jwk}).encode())
+    body = b64url_encode(json.dumps({"htm": "GET", "htu": url, "iat": int(w.clock()),
+                                     "jti": "j-raw", "ath": access_token_hash(token)}).encode())
+    signing_input = f"{head}.{body}".encode()
+    if isinstance(key, rsa.RSAPrivateKey):
+        signature = key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+    elif isinstance(key, ec.EllipticCurvePrivateKey):
+        r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+        size = (key.curve.key_size + 7) // 8
+        signature = r.to_bytes(size, "big") + s.to_bytes(size, "big")
+    else:
+        signature = key.sign(signing_input)
+    return f"{head}.{body}.{b64url_encode(signature)}"
+
+
+def _small_rsa(w: World, token: str, url: str) -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    return _sign_raw(key, "RS256", public_jwk(key, kid=None, alg=None, use=None), w, token, url)
+
+
+def _p384(w: World, token: str, url: str) -> str:
+    key = ec_key(ec.SECP384R1())
+    return _sign_raw(key, "ES256", public_jwk(key, kid=None, alg=None, use=None), w, token, url)
+
+
+def _ed25519(w: World, token: str, url: str) -> str:
+    key = ed25519_key()
+    return _sign_raw(key, "EdDSA", public_jwk(key, kid=None, alg=None, use=None), w, token, url)
+
+
+def _issuer_jwk(w: World, token: str, url: str) -> str:
+    """The issuer's public key in the jwk, signed by the agent (who lacks the issuer's key)."""
+    jwk = {k: v for k, v in w.issuer.key.public_jwk.items() if k in ("kty", "n", "e")}
+    return w.rsa_agent.proof("GET", url, token, header={"jwk": jwk})
+
+
+def _another_token(w: World, token: str, url: str) -> str:
+    return w.agent.proof("GET", url, w.token())
+
+
+def _private_members(w: World, token: str, url: str) -> str:
+    private_key = w.rsa_agent.key.private_key
+    assert isinstance(private_key, rsa.RSAPrivateKey)
+    numbers = private_key.private_numbers()
+    jwk = {**w.rsa_agent.key._public_members(),
+           "d": b64url_encode(numbers.d.to_bytes(256, "big")), "p": "AQAB", "q": "AQAB"}
+    return w.rsa_agent.proof("GET", url, token, header={"jwk": jwk})
+
+
+def _oversized(w: World, token: str, url: str) -> str:
+    return w.agent.proof("GET", url, token, claims={"pad": "x" * 9000})
+
+
+def _two_proofs(w: World, token: str, url: str) -> str:
+    return w.agent.proof("GET", url, token) + "," + w.agent.proof("GET", url, token)
+
+
+@dataclass(frozen=True)
+class HostileProof:
+    name: str
+    make: MakeProof
+
+
+HOSTILE_PROOFS = [
+    # -- the key in the header ---------------------------------------------------------------
+    HostileProof("RSA jwk with private members", _private_members),
+    HostileProof("symmetric jwk (kty oct) with HS256", header(
+        alg="HS256", jwk={"kty": "oct", "k": "c2VjcmV0"})),
+    HostileProof("Ed25519 jwk (EdDSA)", _ed25519),
+    HostileProof("P-384 jwk labelled ES256", _p384),
+    HostileProof("RSA jwk of 1024 bits", _small_rsa),
+    HostileProof("the issuer's public key as jwk", _issuer_jwk),
+    HostileProof("jwk a string", header(jwk="eyJrdHkiOiJFQyJ9")),
+    HostileProof("jwk with a kid pointing elsewhere, no key", header(jwk={"kid": "k"})),
+    HostileProof("jku instead of jwk", header(jwk=None, jku="http://127.0.0.1:9/jwks.json")),
+    HostileProof("x5c instead of jwk", header(jwk=None, x5c=["MIIB"])),
+    HostileProof("jwk of the agent, signed by another key",
+                 lambda w, t, u: SigningKey("ES256").compact(
+                     {"typ": "dpop+jwt", "alg": "ES256", "jwk": w.agent.key._public_members()},
+                     {"htm": "GET", "htu": u, "iat": int(w.clock()), "jti": "j",
+                      "ath": access_token_hash(t)})),
+    # -- the header -----------------------------------------------------------------------------
+    HostileProof("alg None (JSON null)", header(alg=None)),
+    HostileProof("alg none, signature stripped",
+                 lambda w, t, u: w.agent.proof("GET", u, t, header={"alg": "none"}).rsplit(".", 1)[0]
+                 + "."),
+    HostileProof("alg a list", header(alg=["ES256"])),
+    HostileProof("alg ES384", header(alg="ES384")),
+    HostileProof("typ DPOP+JWT (case)", header(typ="DPOP+JWT")),
+    HostileProof("typ at+jwt", header(typ="at+jwt")),
+    HostileProof("typ missing", header(typ=None)),
+    HostileProof("crit header", header(crit=["exp"])),
+    HostileProof("crit b64 false", header(crit=["b64"], b64=False)),
+    # -- the target -----------------------------------------------------------------------------
+    HostileProof("htu with a query", target(url=lambda u: u + "?amount=1")),
+    HostileProof("htu with a fragment", target(url=lambda u: u + "#x")),
+    HostileProof("htu on another host", target(url=lambda u: u.replace("//", "//evil.", 1))),
+    HostileProof("htu on another port", target(url=lambda u: u.replace("/calendar", ":8443/calendar"))),
+    HostileProof("htu with a trailing slash", target(url=lambda u: u + "/")),
+    HostileProof("htu path upper-case", target(url=lambda u: u.replace("calendar", "CALENDAR"))),
+    HostileProof("htu path percent-encoded", target(url=lambda u: u.replace("calendar", "%63alendar"))),
+    HostileProof("htu path with dot segments", target(url=lambda u: u.replace("/calendar",
+                                                                             "/x/../calendar"))),
+    HostileProof("htu relative", target(url=lambda u: "/calendar")),
+    HostileProof("htu not a URL", target(url=lambda u: "calendar")),
+    HostileProof("htu with a bad port", target(url=lambda u: u.replace("/calendar", ":99999/calendar"))),
+    HostileProof("htu a list", claims(htu=[VERIFY_URL])),
+    HostileProof("htm lower-case", target(method="get")),
+    HostileProof("htm POST", target(method="POST")),
+    HostileProof("htm with a space", target(method="GET ")),
+    HostileProof("htm a list", claims(htm=["GET"])),
+    # -- time -------------------------------------------------------------------------------
+    HostileProof("iat just beyond the leeway ahead", claims(iat=1_800_000_000 + 11)),
+    HostileProof("iat a year ahead", claims(iat=1_800_000_000 + 365 * 86400)),
+    HostileProof("iat 1e300", claims(iat=1e300)),
+    HostileProof("iat just older than max_age + leeway", claims(iat=1_800_000_000 - 311)),
+    HostileProof("iat zero", claims(iat=0)),
+    HostileProof("iat true", claims(iat=True)),
+    HostileProof("iat missing", claims(iat=None)),
+    # -- binding to the token ---------------------------------------------------------------
+    HostileProof("ath missing", claims(ath=None)),
+    HostileProof("proof signed for another token", _another_token),
+    HostileProof("ath a number", claims(ath=5)),
+    HostileProof("ath the hex SHA-256 of the token", lambda w, t, u: w.agent.proof(
+        "GET", u, t, claims={"ath": hashlib.sha256(t.encode()).hexdigest()})),
+    HostileProof("ath padded", lambda w, t, u: w.agent.proof(
+        "GET", u, t, claims={"ath": access_token_hash(t) + "="})),
+    # -- ids and shape ----------------------------------------------------------------------
+    HostileProof("jti of 257 characters", claims(jti="j" * 257)),
+    HostileProof("jti empty", claims(jti="")),
+    HostileProof("jti a number", claims(jti=12345)),
+    HostileProof("proof over 8 KiB", _oversized),
+    HostileProof("two proofs joined by a comma", _two_proofs),
+    HostileProof("proof with five parts", lambda w, t, u: "a.b.c.d.e"),
+    HostileProof("payload not JSON", lambda w, t, u: w.agent.key.compact(
+        {"typ": "dpop+jwt", "alg": "ES256", "jwk": w.agent.key._public_members()}, b"htm=GET")),
+]
+IDS = [case.name for case in HOSTILE_PROOFS]
+assert len(set(IDS)) == len(IDS)
+
+
+# -- the apps ----------------------------------------------------------------------------
+
+
+def _starlette_app(guard: Guard) -> Starlette:
+    @starlette_adapter.require_scopes("calendar:read")
+    async def calendar(request: Request) -> Response:
+        return JSONResponse({"principal": request.state.grant.principal_id})
+
+    return Starlette(routes=[Route("/calendar", calendar)],
+                     middleware=[Middleware(starlette_adapter.GrantexMiddleware, guard=guard)])
+
+
+def _flask_app(guard: Guard) -> Flask:
+    app = Flask(__name__)
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    flask_adapter.GrantexGuard(app, guard=guard)
+
+    @app.get("/calendar")
+    @flask_adapter.require_scopes("calendar:read")
+    def calendar() -> dict[str, Any]:
+        return {"principal": flask_adapter.current_grant.principal_id}
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def guard(world: World) -> Guard:
+    return world.issuer.guard(audience=API)
+
+
+@pytest.fixture(scope="module")
+def starlette_client(guard: Guard) -> Iterator[TestClient]:
+    with TestClient(_starlette_app(guard), raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def flask_client(guard: Guard) -> FlaskClient:
+    return _flask_app(guard).test_client()
+
+
+def assert_refused(status: int, headers: Any, body: Any, secrets: tuple[str, ...],
+                   log_text: str) -> None:
+    assert status == 401, body
+    assert body == {"error": "DPOP_INVALID", "message": body["message"]}
+    assert (headers.get("WWW-Authenticate") or "").startswith(CHALLENGE)
+    assert headers.get("Cache-Control") == "no-store"
+    for secret in secrets:
+        if len(secret) > 20:
+            assert secret not in json.dumps(body) and secret not in log_text
+
+
+# -- the suite ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", HOSTILE_PROOFS, ids=IDS)
+def test_hostile_proof_through_verify(case: HostileProof, world: World, guard: Guard,
+                                      caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="grantex_guard")
+    token = world.token()
+    proof = case.make(world, token, VERIFY_URL)
+    with pytest.raises(GuardError) as caught:
+        guard.verify(token, scopes=["calendar:read"], dpop=proof, method="GET", url=VERIFY_URL)
+    assert (caught.value.code, caught.value.status) == ("DPOP_INVALID", 401), caught.value.detail
+    assert token not in caplog.text and token not in caught.value.message
+
+
+@pytest.mark.parametrize("case", HOSTILE_PROOFS, ids=IDS)
+def test_hostile_proof_through_starlette_middleware(case: HostileProof, world: World,
+                                                    starlette_client: TestClient,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    token = world.token()
+    proof = case.make(world, token, STARLETTE_URL)
+    response = starlette_client.get("/calendar", headers={"Authorization": f"DPoP {token}",
+                                                          "DPoP": proof})
+    assert_refused(response.status_code, response.headers, response.json(), (token, proof),
+                   caplog.text)
+
+
+@pytest.mark.parametrize("case", HOSTILE_PROOFS, ids=IDS)
+def test_hostile_proof_through_flask_extension(case: HostileProof, world: World,
+                                               flask_client: FlaskClient,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    token = world.token()
+    proof = case.make(world, token, FLASK_URL)
+    response = flask_client.get("/calendar", headers={"Authorization": f"DPoP {token}",
+                                                      "DPoP": proof})
+    assert_refused(response.status_code, response.headers, response.get_json(), (token, proof),
+                   caplog.text)
+
+
+@pytest.mark.parametrize(("client_name", "url"), [("starlette_client", STARLETTE_URL),
+                                                  ("flask_client", FLASK_URL)])
+def test_a_valid_proof_passes_each_adapter(client_name: str, url: str, world: World,
+                                           request: pytest.FixtureRequest) -> None:
+    """The control: the refusals above are about the proof, not about the URL the app sees."""
+    client = request.getfixturevalue(client_name)
+    token = world.token()
+    response = client.get("/calendar", headers=world.agent.headers(token, "GET", url))
+    assert response.status_code == 200
+
+
+def test_a_replay_is_refused_however_the_proof_is_respelled(world: World, guard: Guard) -> None:
+    token = world.token()
+    proof = world.agent.proof("GET", VERIFY_URL, token)
+    guard.verify(token, dpop=proof, method="GET", url=VERIFY_URL)
+    for respelled in (proof, f" {proof} ", proof + "=", proof.replace(".", ". ", 1)):
+        with pytest.raises(GuardError) as caught:
+            guard.verify(token, dpop=respelled.strip(), method="GET", url=VERIFY_URL)
+        assert caught.value.code == "DPOP_INVALID"
+
+
+def test_a_replay_to_another_token_of_the_same_key_is_refused(world: World, guard: Guard) -> None:
+    """A proof names one token (ath): presenting it with a sibling token bound to the same key fails."""
+    first, second = world.token(), world.token()
+    proof = world.agent.proof("GET", VERIFY_URL, first)
+    with pytest.raises(GuardError) as caught:
+        guard.verify(second, dpop=proof, method="GET", url=VERIFY_URL)
+    assert caught.value.code == "DPOP_INVALID"
+    assert guard.verify(first, dpop=proof, method="GET", url=VERIFY_URL)
+
+
+def test_a_token_bound_to_the_issuer_key_cannot_be_proven_without_it(world: World,
+                                                                     guard: Guard) -> None:
+    token = world.issuer.mint(["calendar:read"], audience=API, bound_to=world.issuer.key.thumbprint)
+    proof = _issuer_jwk(world, token, VERIFY_URL)
+    with pytest.raises(GuardError) as caught:
+        guard.verify(token, dpop=proof, method="GET", url=VERIFY_URL)
+    assert caught.value.code == "DPOP_INVALID"
+
+
+def test_guards_sharing_a_memory_replay_store_refuse_each_others_replays(world: World) -> None:
+    store = MemoryReplayStore(clock=world.clock)  # empty, hence falsy: it must still be used
+    first = world.issuer.guard(audience=API, replay_store=store)
+    second = world.issuer.guard(audience=API, replay_store=store)
+    token = world.token()
+    proof = world.agent.proof("GET", VERIFY_URL, token)
+    first.verify(token, dpop=proof, method="GET", url=VERIFY_URL)
+    with pytest.raises(GuardError) as caught:
+        second.verify(token, dpop=proof, method="GET", url=VERIFY_URL)
+    assert caught.value.code == "DPOP_INVALID"
+    assert len(store) == 1
