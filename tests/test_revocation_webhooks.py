@@ -13,10 +13,15 @@ from grantex_guard import Guard, TokenRevoked
 from grantex_guard.revocation import (
     MemoryRevocationStore,
     RevocationChecker,
+    RevocationPolicy,
+    StoreUnavailable,
     WebhookError,
+    check_webhook_secret,
     handle_webhook,
     handle_webhook_async,
+    route_revocation,
     verify_webhook,
+    webhook_headers,
 )
 
 from .conftest import API, NOW, FakeClock
@@ -110,6 +115,16 @@ def test_empty_secret_is_a_programming_error() -> None:
         verify_webhook(body, headers, [], now=NOW)
 
 
+@pytest.mark.parametrize("secret", ["", [], [""], ["whsec_a", 3], b"whsec_bytes", 42, {"whsec_a"}])
+def test_a_malformed_secret_is_refused_when_the_endpoint_is_declared(secret: Any) -> None:
+    with pytest.raises(ValueError, match="non-empty string or a non-empty list"):
+        check_webhook_secret(secret)
+
+
+def test_a_secret_list_is_kept_in_order() -> None:
+    assert check_webhook_secret((SECRET, OLD_SECRET)) == [SECRET, OLD_SECRET]
+
+
 def test_grant_revoked_cascades_to_child_tokens(clock: FakeClock, issuer: Any, guard: Guard) -> None:
     store = MemoryRevocationStore()
     checker = RevocationChecker(issuer=issuer.issuer, api_key=None, clock=clock, store=store)
@@ -170,3 +185,45 @@ async def test_async_handler_records_the_revocation() -> None:
     store = MemoryRevocationStore()
     assert (await handle_webhook_async(*signed(EVENT, NOW), secret=SECRET, store=store, now=NOW))[0] == 200
     assert store.lookup("tok", "grnt_other", "grnt_root", NOW) == "revoked"
+
+
+class UnreachableStore(MemoryRevocationStore):
+    def deny(self, **kwargs: Any) -> None:
+        raise StoreUnavailable("redis is down")
+
+    async def deny_async(self, **kwargs: Any) -> None:
+        raise StoreUnavailable("redis is down")
+
+
+def test_an_unreachable_store_is_a_503_so_grantex_retries() -> None:
+    status, answer = handle_webhook(*signed(EVENT, NOW), secret=SECRET, store=UnreachableStore(), now=NOW)
+    assert (status, answer["error"]) == (503, "store_unavailable")
+    assert webhook_headers(status) == {"Cache-Control": "no-store", "Retry-After": "5"}
+
+
+async def test_an_unreachable_store_is_a_503_on_the_async_path() -> None:
+    store = UnreachableStore()
+    status, _ = await handle_webhook_async(*signed(EVENT, NOW), secret=SECRET, store=store, now=NOW)
+    assert status == 503
+
+
+def test_an_event_that_records_nothing_never_touches_the_store() -> None:
+    event = {"id": "evt_5", "type": "grant.created", "data": {}}
+    assert handle_webhook(*signed(event, NOW), secret=SECRET, store=UnreachableStore(), now=NOW)[0] == 200
+
+
+@pytest.mark.parametrize("status", [200, 400])
+def test_answers_other_than_503_carry_no_retry_after(status: int) -> None:
+    assert webhook_headers(status) == {"Cache-Control": "no-store"}
+
+
+@pytest.mark.parametrize(("setting", "error"), [(False, ValueError), ("yes", TypeError), (1, TypeError)])
+def test_a_route_may_not_loosen_or_mistype_its_revocation_setting(setting: Any, error: type) -> None:
+    with pytest.raises(error, match="revocation"):
+        route_revocation(setting)
+
+
+def test_a_route_forcing_revocation_needs_a_policy_that_can_check() -> None:
+    assert route_revocation(True, RevocationPolicy("high_stakes", can_check=True)) is True
+    with pytest.raises(ValueError, match="api_key"):
+        route_revocation(True, RevocationPolicy("never", can_check=False))

@@ -2,6 +2,8 @@
 
 Everything runs in this process: the issuer's JWKS is served in-process, the
 API is Starlette on uvicorn, and no Grantex account or network is needed.
+`uvicorn_server(app)` (uvicorn in a thread on 127.0.0.1) also serves the apps of
+tests/test_asgi_server.py and benchmarks/http.py.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import contextlib
 import shlex
 import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 
 from .errors import GuardError
 from .testing import LocalIssuer
@@ -82,27 +86,47 @@ def example_requests(issuer: LocalIssuer, base: str) -> list[tuple[str, int, lis
     ]
 
 
-def run_demo(port: int = 8765, duration: float | None = None) -> int:
+@contextlib.contextmanager
+def uvicorn_server(app: Any, port: int = 0, **config: Any) -> Iterator[str]:
+    """Serve the ASGI `app` with uvicorn on 127.0.0.1 in a daemon thread; yields the base URL.
+
+    `port` 0 takes a free port; `config` goes to `uvicorn.Config` (log level "warning" and
+    lifespan "off" unless given). Raises RuntimeError when uvicorn does not start (a port
+    already taken) within 10 s; on exit the server stops and the thread is joined.
+    """
     import uvicorn
 
-    issuer = LocalIssuer()
-    guard = issuer.guard(audience=AUDIENCE)
-    server = uvicorn.Server(uvicorn.Config(build_app(guard), host="127.0.0.1", port=port,  # type: ignore[arg-type]
-                                           log_level="warning", lifespan="off"))
+    options: dict[str, Any] = {"log_level": "warning", "lifespan": "off", **config}
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **options))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
+    deadline = time.monotonic() + 10
     while not server.started:
-        if not thread.is_alive():
-            return 1
-        time.sleep(0.05)
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
     bound_port = server.servers[0].sockets[0].getsockname()[1]
-    base = f"http://127.0.0.1:{bound_port}"
-    print(f"grantex-guard demo API on {base} (audience {AUDIENCE}), tokens from a local issuer.\n")
-    for title, _, command in example_requests(issuer, base):
-        print(f"# {title}\n{shlex.join(command)}\n")
-    print("Press Ctrl-C to stop." if duration is None else f"Stopping in {duration:g} s.", flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        thread.join(timeout=duration)
-    server.should_exit = True
-    thread.join(timeout=5)
+    try:
+        yield f"http://127.0.0.1:{bound_port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def run_demo(port: int = 8765, duration: float | None = None) -> int:
+    issuer = LocalIssuer()
+    guard = issuer.guard(audience=AUDIENCE)
+    with contextlib.ExitStack() as stack:
+        try:
+            base = stack.enter_context(uvicorn_server(build_app(guard), port=port))
+        except RuntimeError:
+            return 1
+        print(f"grantex-guard demo API on {base} (audience {AUDIENCE}), tokens from a local issuer.\n")
+        for title, _, command in example_requests(issuer, base):
+            print(f"# {title}\n{shlex.join(command)}\n")
+        print("Press Ctrl-C to stop." if duration is None else f"Stopping in {duration:g} s.",
+              flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait(duration)
     return 0

@@ -17,12 +17,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._stores import StoreUnavailable
 from .jose import decode_json_object
 
 if TYPE_CHECKING:
     from .revocation import RevocationStore
 
-__all__ = ["WebhookError", "WebhookEvent", "handle_webhook", "handle_webhook_async", "verify_webhook"]
+__all__ = [
+    "WebhookError",
+    "WebhookEvent",
+    "check_webhook_secret",
+    "handle_webhook",
+    "handle_webhook_async",
+    "verify_webhook",
+    "webhook_headers",
+]
 
 logger = logging.getLogger("grantex_guard.revocation")
 
@@ -55,11 +64,22 @@ class WebhookEvent:
     legacy_signature: bool
 
 
+def check_webhook_secret(secret: str | Sequence[str]) -> list[str]:
+    """The secrets to try; ValueError unless a non-empty string or a non-empty list of them.
+
+    Adapters call it when a webhook endpoint is declared, so a missing secret
+    fails at start-up rather than on Grantex's first call.
+    """
+    chosen = [secret] if isinstance(secret, str) else secret
+    if not isinstance(chosen, (list, tuple)) or not chosen or any(
+        not isinstance(item, str) or not item for item in chosen
+    ):
+        raise ValueError("the webhook secret must be a non-empty string or a non-empty list of them")
+    return list(chosen)
+
+
 def _secrets(secret: str | Sequence[str]) -> list[bytes]:
-    chosen = [secret] if isinstance(secret, str) else list(secret)
-    if not chosen or any(not isinstance(item, str) or not item for item in chosen):
-        raise ValueError("secret must be a non-empty string or a non-empty sequence of them")
-    return [item.encode("utf-8") for item in chosen]
+    return [item.encode("utf-8") for item in check_webhook_secret(secret)]
 
 
 def _matches(signature: str | None, message: bytes, secrets: list[bytes]) -> bool:
@@ -144,15 +164,43 @@ def _revoked_grant(event: WebhookEvent) -> str:
     return grant_id
 
 
-def _verified(body: bytes, headers: Mapping[str, str], secret: str | Sequence[str], tolerance: float,
-              allow_legacy: bool, now: float | None) -> tuple[WebhookEvent, str | None]:
+@dataclass(frozen=True, slots=True)
+class _Denial:
+    """What a verified `grant.revoked` asks the store to record."""
+
+    grant_id: str
+    until: float
+    now: float
+
+
+def _denial(body: bytes, headers: Mapping[str, str], secret: str | Sequence[str], tolerance: float,
+            allow_legacy: bool, retention: float, now: float | None) -> _Denial | None:
+    """The denial a webhook asks for (None: nothing to record); WebhookError if untrustworthy."""
     event = verify_webhook(body, headers, secret, tolerance=tolerance, allow_legacy=allow_legacy, now=now)
-    return event, (_revoked_grant(event) if event.type == "grant.revoked" else None)
+    if event.type != "grant.revoked":
+        return None
+    moment = time.time() if now is None else now
+    denial = _Denial(_revoked_grant(event), moment + retention, moment)
+    logger.info("webhook %s revokes grant %s", event.id, denial.grant_id)
+    return denial
 
 
 def _rejected(exc: WebhookError) -> tuple[int, dict[str, Any]]:
     logger.warning("webhook refused: %s", exc)
     return 400, {"error": "invalid_webhook", "reason": exc.reason, "message": str(exc)}
+
+
+def _received() -> tuple[int, dict[str, Any]]:
+    return 200, {"received": True}
+
+
+def _store_unavailable() -> tuple[int, dict[str, Any]]:
+    return 503, {"error": "store_unavailable", "message": "The revocation store is unreachable: retry later."}
+
+
+def webhook_headers(status: int) -> dict[str, str]:
+    """The headers every adapter sends with `handle_webhook`'s answer."""
+    return {"Cache-Control": "no-store", **({"Retry-After": "5"} if status == 503 else {})}
 
 
 def handle_webhook(
@@ -170,18 +218,18 @@ def handle_webhook(
 
     200 `{"received": true}` for a good event (unknown types ignored; a
     repeated event is harmless: recording a revocation twice changes nothing),
-    400 for a bad signature, timestamp or body. A store that cannot be
-    reached raises StoreUnavailable: answer 503 so Grantex retries.
+    400 for a bad signature, timestamp or body, 503 when the store cannot be
+    reached (Grantex retries). Send `webhook_headers(status)` with it.
     """
     try:
-        event, grant_id = _verified(body, headers, secret, tolerance, allow_legacy, now)
+        denial = _denial(body, headers, secret, tolerance, allow_legacy, retention, now)
+        if denial is not None:
+            store.deny(jti=None, grant_id=denial.grant_id, until=denial.until, now=denial.now)
     except WebhookError as exc:
         return _rejected(exc)
-    if grant_id is not None:
-        moment = time.time() if now is None else now
-        store.deny(jti=None, grant_id=grant_id, until=moment + retention, now=moment)
-        logger.info("grant %s revoked by webhook %s", grant_id, event.id)
-    return 200, {"received": True}
+    except StoreUnavailable:
+        return _store_unavailable()
+    return _received()
 
 
 async def handle_webhook_async(
@@ -197,11 +245,11 @@ async def handle_webhook_async(
 ) -> tuple[int, dict[str, Any]]:
     """`handle_webhook` for async endpoints (the store is written without blocking)."""
     try:
-        event, grant_id = _verified(body, headers, secret, tolerance, allow_legacy, now)
+        denial = _denial(body, headers, secret, tolerance, allow_legacy, retention, now)
+        if denial is not None:
+            await store.deny_async(jti=None, grant_id=denial.grant_id, until=denial.until, now=denial.now)
     except WebhookError as exc:
         return _rejected(exc)
-    if grant_id is not None:
-        moment = time.time() if now is None else now
-        await store.deny_async(jti=None, grant_id=grant_id, until=moment + retention, now=moment)
-        logger.info("grant %s revoked by webhook %s", grant_id, event.id)
-    return 200, {"received": True}
+    except StoreUnavailable:
+        return _store_unavailable()
+    return _received()

@@ -34,6 +34,7 @@ from starlette.applications import Starlette
 from .errors import GuardError, TokenMissing
 from .grant import Grant
 from .http import error_response
+from .revocation import route_revocation
 from .scopes import Requirement, requirement
 from .starlette import (
     GRANT_STATE_KEY,
@@ -42,7 +43,6 @@ from .starlette import (
     guard_error_handler,
     remember_grant,
     remembered_token,
-    route_revocation,
     verify_connection,
     webhook_endpoint,
 )
@@ -140,7 +140,8 @@ class GrantexBearer(SecurityBase):
         if isinstance(any_of, str):
             raise TypeError("any_of must be a list of scopes, not a single string")
         needed = Requirement.parse(scopes, tuple(any_of))
-        forced = route_revocation(revocation, self.guard)
+        policy = self.guard.revocation.policy if self.guard is not None else None
+        forced = route_revocation(revocation, policy)
         listed = [scope.text for scope in needed.all_of]
 
         async def granted(

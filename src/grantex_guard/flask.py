@@ -55,7 +55,13 @@ from .config import GuardConfig
 from .errors import GuardError
 from .grant import Grant
 from .http import error_response, metadata_path, read_credentials, request_url, resource_metadata
-from .revocation import StoreUnavailable, handle_webhook
+from .revocation import (
+    RevocationPolicy,
+    check_webhook_secret,
+    handle_webhook,
+    route_revocation,
+    webhook_headers,
+)
 from .scopes import Requirement
 from .verifier import Guard
 
@@ -156,22 +162,6 @@ def _authenticate(required: Requirement, audience: str | Sequence[str] | None,
     return grant
 
 
-def _route_revocation(revocation: bool | None, guard: Guard | None = None) -> bool | None:
-    """A route's `revocation=`: None (the guard's policy) or True (forced); False is refused.
-
-    With the guard known now, True is checked against it (it needs an api_key);
-    otherwise the Guard checks it on first use.
-    """
-    if revocation is not None and not isinstance(revocation, bool):
-        raise TypeError(f"revocation must be True or None, got {revocation!r}")
-    if revocation is False:
-        raise ValueError("revocation=False: a route cannot switch revocation checks off; it may "
-                         "only force them (True) or inherit the guard's policy (None)")
-    if revocation and guard is not None:
-        guard.revocation.policy.validate_route(True)
-    return revocation
-
-
 # -- decorators -------------------------------------------------------------------------
 
 
@@ -218,7 +208,7 @@ def require_scopes(
     every request that the grant is not revoked, whatever the guard's policy
     (`revocation=False` is refused: a route may only tighten the policy).
     """
-    return ScopeDecorator(Requirement.parse(scopes, any_of), audience, _route_revocation(revocation))
+    return ScopeDecorator(Requirement.parse(scopes, any_of), audience, route_revocation(revocation))
 
 
 _ANY_GRANT = ScopeDecorator(Requirement())
@@ -356,6 +346,9 @@ class GrantexGuard:
             app.add_url_rule(metadata_path(guard.config.resource), METADATA_ENDPOINT,
                              _metadata_view, methods=["GET"])
 
+    def _policy(self) -> RevocationPolicy | None:
+        return self._guard.revocation.policy if self._guard is not None else None
+
     # The decorators are the module-level ones: state is looked up through current_app.
 
     @overload
@@ -382,7 +375,7 @@ class GrantexGuard:
         With `guard=` given to the extension, `revocation=True` is checked against
         that guard now.
         """
-        _route_revocation(revocation, self._guard)
+        route_revocation(revocation, self._policy())
         return require_scopes(*scopes, any_of=any_of, audience=audience, revocation=revocation)
 
     def exempt(self, view: V) -> V:
@@ -404,7 +397,7 @@ class GrantexGuard:
         `revocation=True` forces a revocation check on every view of the blueprint.
         """
         required = Requirement.parse(scopes, any_of)
-        forced = _route_revocation(revocation, self._guard)
+        forced = route_revocation(revocation, self._policy())
 
         def check_grant() -> None:
             if not _skips_protection():
@@ -418,14 +411,6 @@ class GrantexGuard:
 WEBHOOK_MAX_BODY = 1 << 20  # the core refuses larger bodies; reading stops just past it
 
 
-def _check_webhook_secret(secret: str | Sequence[str]) -> None:
-    chosen = [secret] if isinstance(secret, str) else secret
-    if isinstance(chosen, (bytes, bytearray)) or not chosen or any(
-        not isinstance(item, str) or not item for item in chosen
-    ):
-        raise ValueError("the webhook secret must be a non-empty string or a non-empty list of them")
-
-
 def webhook_view(
     secret: str | Sequence[str], *, allow_legacy: bool = False, tolerance: float = 300
 ) -> Callable[[], Response]:
@@ -437,24 +422,15 @@ def webhook_view(
     503 when the store is unreachable (Grantex retries). Exempt from `protect()`:
     Grantex sends no grant token. `secret` may list several secrets while one is rotated.
     """
-    _check_webhook_secret(secret)
+    check_webhook_secret(secret)
 
     def grantex_webhook() -> Response:
         # The raw bytes: the signature covers them, so nothing parses them first.
         body = request.stream.read(WEBHOOK_MAX_BODY + 1)
         headers = dict(request.headers.items())
-        try:
-            status, answer = handle_webhook(body, headers, secret=secret,
-                                            store=get_guard().revocation.store,
-                                            tolerance=tolerance, allow_legacy=allow_legacy)
-        except StoreUnavailable:
-            status, answer = 503, {"error": "store_unavailable",
-                                   "message": "The revocation store is unreachable: retry later."}
-        response = current_app.response_class(json.dumps(answer), status=status,
-                                              mimetype="application/json")
-        response.headers["Cache-Control"] = "no-store"
-        if status == 503:
-            response.headers["Retry-After"] = "5"
-        return response
+        status, answer = handle_webhook(body, headers, secret=secret, store=get_guard().revocation.store,
+                                        tolerance=tolerance, allow_legacy=allow_legacy)
+        return current_app.response_class(json.dumps(answer), status=status, mimetype="application/json",
+                                          headers=webhook_headers(status))
 
     return exempt(grantex_webhook)

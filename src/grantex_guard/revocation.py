@@ -28,7 +28,15 @@ from typing import TYPE_CHECKING
 from ._feed import RevocationFeed
 from ._online import _Failure, _OnlineService, _Result, derive_api_base_url
 from ._stores import MemoryRevocationStore, RedisRevocationStore, RevocationStore, StoreUnavailable
-from ._webhooks import WebhookError, WebhookEvent, handle_webhook, handle_webhook_async, verify_webhook
+from ._webhooks import (
+    WebhookError,
+    WebhookEvent,
+    check_webhook_secret,
+    handle_webhook,
+    handle_webhook_async,
+    verify_webhook,
+    webhook_headers,
+)
 from .errors import GrantexUnavailable, TokenExpired, TokenRevoked
 from .scopes import parse_base
 
@@ -46,10 +54,13 @@ __all__ = [
     "StoreUnavailable",
     "WebhookError",
     "WebhookEvent",
+    "check_webhook_secret",
     "derive_api_base_url",
     "handle_webhook",
     "handle_webhook_async",
+    "route_revocation",
     "verify_webhook",
+    "webhook_headers",
 ]
 
 logger = logging.getLogger("grantex_guard.revocation")
@@ -108,11 +119,31 @@ class RevocationPolicy:
     def validate_route(self, forced: bool | None) -> None:
         """For a route's own setting, at decoration time: it may only tighten the policy."""
         if forced is False:
-            raise ValueError("A route cannot switch revocation checks off (revocation_check=False): "
-                             "it may only force them (True) or inherit the guard's policy (None).")
+            raise ValueError(_NO_SWITCHING_OFF)
         if forced and not self.can_check:
             raise ValueError("This route forces a revocation check, but the guard has no api_key "
                              "to ask Grantex with: configure api_key (and revocation_source).")
+
+
+_NO_SWITCHING_OFF = ("revocation=False: a route cannot switch revocation checks off; it may only "
+                     "force them (True) or inherit the guard's policy (None)")
+
+
+def route_revocation(revocation: object, policy: RevocationPolicy | None = None) -> bool | None:
+    """A route's `revocation=` setting, validated where the route is declared.
+
+    None inherits the guard's policy and True forces a check; False is refused
+    (a route may only tighten the policy). With the guard's policy known, True
+    is also checked against it (it needs an api_key); otherwise the Guard checks
+    it on first use.
+    """
+    if revocation is not None and not isinstance(revocation, bool):
+        raise TypeError(f"revocation must be True or None, got {revocation!r}")
+    if revocation is False:
+        raise ValueError(_NO_SWITCHING_OFF)
+    if revocation and policy is not None:
+        policy.validate_route(True)
+    return revocation
 
 
 # -- stores --------------------------------------------------------------------------------

@@ -44,12 +44,19 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ._principal import GrantPrincipal
 from .config import GuardConfig
 from .errors import GuardError, TokenMissing
 from .grant import Grant
 from .http import METADATA_PATH, Credentials, error_response, metadata_path, read_credentials, request_url
 from .http import resource_metadata as metadata_document
-from .revocation import StoreUnavailable, handle_webhook_async
+from .revocation import (
+    RevocationPolicy,
+    check_webhook_secret,
+    handle_webhook_async,
+    route_revocation,
+    webhook_headers,
+)
 from .scopes import Requirement
 from .verifier import Guard
 
@@ -63,7 +70,6 @@ __all__ = [
     "GrantexMiddleware",
     "TokenExtractor",
     "authenticate",
-    "check_webhook_secret",
     "guard_error_handler",
     "guard_error_response",
     "on_auth_error",
@@ -72,7 +78,6 @@ __all__ = [
     "remembered_grant",
     "remembered_token",
     "require_scopes",
-    "route_revocation",
     "verify_connection",
     "webhook_endpoint",
 ]
@@ -357,23 +362,8 @@ class GrantexMiddleware:
 # -- AuthenticationMiddleware backend ----------------------------------------------
 
 
-class GrantUser(BaseUser):
+class GrantUser(GrantPrincipal, BaseUser):
     """`request.user` for a request with a verified grant token."""
-
-    def __init__(self, grant: Grant) -> None:
-        self.grant = grant
-
-    @property
-    def principal_id(self) -> str:
-        return self.grant.principal_id
-
-    @property
-    def agent_did(self) -> str:
-        return self.grant.agent_did
-
-    @property
-    def is_authenticated(self) -> bool:
-        return True
 
     @property
     def display_name(self) -> str:
@@ -382,9 +372,6 @@ class GrantUser(BaseUser):
     @property
     def identity(self) -> str:
         return self.grant.principal_id
-
-    def __repr__(self) -> str:
-        return f"GrantUser(principal_id={self.principal_id!r}, agent_did={self.agent_did!r})"
 
 
 class GrantexAuthenticationError(AuthenticationError):
@@ -533,21 +520,8 @@ class ScopeDecorator:
         return None
 
 
-def route_revocation(revocation: bool | None, guard: Guard | None = None) -> bool | None:
-    """A route's `revocation=` setting, validated at decoration time.
-
-    None inherits the guard's policy and True forces a check; False is refused
-    (a route may only tighten the policy). With the guard known now, True is
-    also checked against it (it needs an api_key); otherwise on first use.
-    """
-    if revocation is not None and not isinstance(revocation, bool):
-        raise TypeError(f"revocation must be True or None, got {revocation!r}")
-    if revocation is False:
-        raise ValueError("revocation=False: a route cannot switch revocation checks off; it may "
-                         "only force them (True) or inherit the guard's policy (None)")
-    if revocation and guard is not None:
-        guard.revocation.policy.validate_route(True)
-    return revocation
+def _policy(guard: Guard | None) -> RevocationPolicy | None:
+    return guard.revocation.policy if guard is not None else None
 
 
 def require_scopes(
@@ -569,26 +543,12 @@ def require_scopes(
     if isinstance(any_of, str):
         raise TypeError("any_of must be a list of scopes, not a single string")
     return ScopeDecorator(Requirement.parse(scopes, tuple(any_of)), guard,
-                          route_revocation(revocation, guard))
+                          route_revocation(revocation, _policy(guard)))
 
 
 # -- Grantex webhooks ----------------------------------------------------------------
 
 WEBHOOK_MAX_BODY = 1 << 20  # the core refuses larger bodies; reading stops just past it
-_NO_STORE = {"Cache-Control": "no-store"}
-_STORE_UNAVAILABLE = {"error": "store_unavailable",
-                      "message": "The revocation store is unreachable: retry later."}
-
-
-def check_webhook_secret(secret: str | Sequence[str]) -> None:
-    """ValueError unless `secret` is a non-empty string or a non-empty list of them."""
-    chosen = [secret] if isinstance(secret, str) else secret
-    if isinstance(chosen, (bytes, bytearray)) or not chosen or any(
-        not isinstance(item, str) or not item for item in chosen
-    ):
-        raise ValueError("the webhook secret must be a non-empty string or a non-empty list of them")
-
-
 async def _raw_body(request: Request, limit: int) -> bytes:
     """The body as sent (never parsed: the signature covers these bytes), at most `limit` + 1."""
     chunks: list[bytes] = []
@@ -622,13 +582,10 @@ def webhook_endpoint(
         if request.method != "POST":
             return PlainTextResponse("Method Not Allowed", 405, headers={"Allow": "POST"})
         body = await _raw_body(request, WEBHOOK_MAX_BODY)
-        try:
-            status, answer = await handle_webhook_async(
-                body, request.headers, secret=secret, store=guard.revocation.store,
-                tolerance=tolerance, allow_legacy=allow_legacy,
-            )
-        except StoreUnavailable:
-            return JSONResponse(_STORE_UNAVAILABLE, 503, headers={**_NO_STORE, "Retry-After": "5"})
-        return JSONResponse(answer, status, headers=_NO_STORE)
+        status, answer = await handle_webhook_async(
+            body, request.headers, secret=secret, store=guard.revocation.store,
+            tolerance=tolerance, allow_legacy=allow_legacy,
+        )
+        return JSONResponse(answer, status, headers=webhook_headers(status))
 
     return grantex_webhook

@@ -24,6 +24,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from ..http import METADATA_PATH
+from ..revocation import check_webhook_secret
 from ..verifier import Guard
 
 __all__ = ["ADAPTER_KEYS", "SETTING", "AdapterSettings", "adapter_settings", "get_guard",
@@ -83,14 +84,11 @@ def _webhook_secrets(value: Mapping[str, Any]) -> tuple[str, ...]:
     secret = value.get("WEBHOOK_SECRET")
     if secret is None:
         return ()
-    if isinstance(secret, str):
-        if not secret:
-            raise ValueError("WEBHOOK_SECRET must be a non-empty string or a list of them, got ''")
-        return (secret,)
-    if not isinstance(secret, (list, tuple)) or not secret:
+    try:
+        return tuple(check_webhook_secret(secret))
+    except ValueError:  # the message never repeats the value: it is a secret
         raise ValueError("WEBHOOK_SECRET must be a non-empty string or a non-empty list of them "
-                         f"(several while rotating), got {type(secret).__name__}")
-    return _string_list(value, "WEBHOOK_SECRET")
+                         f"(several while rotating), got a {type(secret).__name__}") from None
 
 
 def _string_list(value: Mapping[str, Any], key: str) -> tuple[str, ...]:

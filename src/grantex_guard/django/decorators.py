@@ -31,6 +31,7 @@ from django.utils.cache import patch_vary_headers
 
 from ..errors import GuardError
 from ..grant import Grant
+from ..revocation import route_revocation
 from ..scopes import Requirement
 from .authenticate import (
     AUTHORIZATION_VARY,
@@ -148,16 +149,7 @@ def require_scopes(*scopes: str, any_of: Iterable[str] = (),
     the policy (it needs API_KEY, checked on first use: the Guard is built lazily);
     `revocation=False` is refused here, as a route may only tighten the policy.
     """
-    return _ViewGuard(Requirement.parse(scopes, any_of), _route_revocation(revocation))
-
-
-def _route_revocation(revocation: bool | None) -> bool | None:
-    if revocation is not None and not isinstance(revocation, bool):
-        raise TypeError(f"revocation must be True or None, got {revocation!r}")
-    if revocation is False:
-        raise ValueError("revocation=False: a route cannot switch revocation checks off; it may "
-                         "only force them (True) or inherit the guard's policy (None)")
-    return revocation
+    return _ViewGuard(Requirement.parse(scopes, any_of), route_revocation(revocation))
 
 
 @overload

@@ -54,33 +54,25 @@ class GrantexMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.is_async:
             return self._call_async(request)
-        request.grant = None  # type: ignore[attr-defined]
-        if _exempt(request):
-            response: HttpResponseBase = self.get_response(request)
-            return response
         found = _credentials(request)
-        if isinstance(found, HttpResponseBase):
-            return found
-        if found is not None:
+        if isinstance(found, Credentials):
             try:
                 _admit(request, verify_request(request, credentials=found))
             except GuardError as error:
                 return error_json_response(error)
+        elif found is not None:
+            return found
         return _vary(self.get_response(request))
 
     async def _call_async(self, request: HttpRequest) -> HttpResponseBase:
-        request.grant = None  # type: ignore[attr-defined]
-        if _exempt(request):
-            response: HttpResponseBase = await self.get_response(request)
-            return response
         found = _credentials(request)
-        if isinstance(found, HttpResponseBase):
-            return found
-        if found is not None:
+        if isinstance(found, Credentials):
             try:
                 _admit(request, await verify_request_async(request, credentials=found))
             except GuardError as error:
                 return error_json_response(error)
+        elif found is not None:
+            return found
         return _vary(await self.get_response(request))
 
     def process_exception(self, request: HttpRequest,
@@ -107,6 +99,9 @@ def _webhook_path() -> str | None:
 
 def _credentials(request: HttpRequest) -> Credentials | HttpResponseBase | None:
     """The token to verify; None to go on without a grant; or the response to answer now."""
+    request.grant = None  # type: ignore[attr-defined]
+    if _exempt(request):
+        return None
     try:
         return read_request_credentials(request)
     except TokenMissing as missing:

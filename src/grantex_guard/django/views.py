@@ -15,7 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST, require_safe
 
 from ..http import metadata_path, resource_metadata
-from ..revocation import StoreUnavailable, handle_webhook
+from ..revocation import handle_webhook, webhook_headers
 from .conf import adapter_settings, get_guard
 
 __all__ = ["protected_resource_metadata", "webhook"]
@@ -40,15 +40,7 @@ def webhook(request: HttpRequest) -> JsonResponse:
     secrets = adapter_settings().webhook_secrets
     if not secrets:
         raise Http404("No Grantex webhook here: WEBHOOK_SECRET is not configured.")
-    try:
-        # request.body: the raw bytes the signature covers, never parsed before it is checked.
-        status, answer = handle_webhook(request.body, request.headers, secret=secrets,
-                                        store=get_guard().revocation.store)
-    except StoreUnavailable:
-        status, answer = 503, {"error": "store_unavailable",
-                               "message": "The revocation store is unreachable: retry later."}
-    response = JsonResponse(answer, status=status)
-    response["Cache-Control"] = "no-store"
-    if status == 503:
-        response["Retry-After"] = "5"
-    return response
+    # request.body: the raw bytes the signature covers, never parsed before it is checked.
+    status, answer = handle_webhook(request.body, request.headers, secret=secrets,
+                                    store=get_guard().revocation.store)
+    return JsonResponse(answer, status=status, headers=webhook_headers(status))
