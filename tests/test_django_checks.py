@@ -34,6 +34,11 @@ def _ours(**overrides: Any) -> list[Any]:
     ({**VALID, "EXEMPT_PATHS": "/health"}, "grantex_guard.E004", "EXEMPT_PATHS must be a list"),
     ({**VALID, "EXEMPT_PATHS": ["health"]}, "grantex_guard.E004", "starting with '/'"),
     ({"ISSUER": "https://grantex.dev"}, "grantex_guard.W001", "no AUDIENCE"),
+    ({**VALID, "API_KEY": "gx_k", "REVOCATION_CACHE_TTL": 1000}, "grantex_guard.E003", "caps revocation"),
+    ({**VALID, "API_KEY": "gx_k", "REVOCATION_SOURCE": "bogus"}, "grantex_guard.E003", "revocation_source"),
+    ({**VALID, "REVOCATION_CHECK": "always"}, "grantex_guard.E003", "needs api_key"),
+    ({**VALID, "API_KEY": ""}, "grantex_guard.E003", "api_key must be"),
+    ({**VALID, "API_KEY": "gx_k", "HIGH_STAKES_SCOPES": "a:b"}, "grantex_guard.E003", "high_stakes_scopes"),
 ])
 def test_malformed_settings_are_reported(value: Any, expected_id: str, text: str) -> None:
     messages = _ours(GRANTEX_GUARD=value)

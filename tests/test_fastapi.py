@@ -274,6 +274,31 @@ async def test_errors_use_the_guards_realm_and_resource(issuer: LocalIssuer) -> 
     )
 
 
+@pytest.mark.parametrize("resource", ["https://api.example.com", "https://api.example.com/v2"])
+async def test_install_serves_the_metadata_its_challenges_point_at(issuer: LocalIssuer,
+                                                                  resource: str) -> None:
+    guard = issuer.guard(audience=API, resource=resource)
+    application = create_app(GrantexBearer(guard))
+    install(application, guard, scopes_supported=["calendar:read"])
+    async with client_for(application) as client:
+        challenge = (await client.get("/calendar")).headers["WWW-Authenticate"]
+        metadata_url = challenge.split('resource_metadata="')[1].rstrip('"')
+        metadata = await client.get(httpx.URL(metadata_url).path)
+    assert metadata.status_code == 200
+    assert metadata.json()["resource"] == resource
+    assert metadata.json()["scopes_supported"] == ["calendar:read"]
+    assert "/.well-known/oauth-protected-resource" not in application.openapi()["paths"]
+
+
+def test_install_routes_the_metadata_once(issuer: LocalIssuer) -> None:
+    guard = issuer.guard(audience=API, resource="https://api.example.com/v2")
+    application = FastAPI()
+    install(application, guard)
+    install(application, guard)
+    paths = [getattr(route, "path", None) for route in application.routes]
+    assert paths.count("/.well-known/oauth-protected-resource/v2") == 1
+
+
 async def test_without_install_errors_fall_back_to_http_exceptions(
     grantex: GrantexBearer,
 ) -> None:

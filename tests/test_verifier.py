@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import hashlib
@@ -687,6 +688,20 @@ def test_rejections_are_logged_with_detail_but_never_the_token(
         assert part not in caplog.text
         assert part not in str(caught.value)
         assert part not in json.dumps(caught.value.to_dict())
+
+
+@pytest.mark.parametrize("path", ["sync", "async"])
+def test_every_accepted_use_is_logged_with_its_jti_but_never_the_token(
+        path: str, issuer: LocalIssuer, guard: Guard, caplog: pytest.LogCaptureFixture) -> None:
+    token = issuer.mint(audience=API)
+    caplog.set_level(logging.DEBUG, logger="grantex_guard")
+    for _ in range(2):  # the second use comes from the token cache and is logged too
+        grant = guard.verify(token) if path == "sync" else asyncio.run(guard.verify_async(token))
+    accepted = [record.getMessage() for record in caplog.records if "accepted" in record.getMessage()]
+    assert len(accepted) == 2
+    assert all(f"jti={grant.token_id}" in line and grant.grant_id in line for line in accepted)
+    for part in token.split("."):
+        assert part not in caplog.text
 
 
 def test_grant_is_frozen(issuer: LocalIssuer, guard: Guard) -> None:

@@ -41,6 +41,8 @@ from .starlette import (
     GUARD_STATE_KEY,
     TokenExtractor,
     guard_error_handler,
+    metadata_endpoint,
+    metadata_paths,
     remember_grant,
     remembered_token,
     verify_connection,
@@ -55,16 +57,27 @@ logger = logging.getLogger("grantex_guard")
 _DESCRIPTION = "A Grantex grant token: `Authorization: Bearer <token>`."
 
 
-def install(app: Starlette | FastAPI, guard: Guard | None = None) -> None:
+def install(app: Starlette | FastAPI, guard: Guard | None = None, *,
+            scopes_supported: Iterable[str] = ()) -> None:
     """Answer every GuardError with its status, JSON body and WWW-Authenticate (idempotent).
 
     `guard` (optional) becomes `app.state.grantex_guard`: the realm and resource
-    of errors raised outside a GrantexBearer dependency come from it.
+    of errors raised outside a GrantexBearer dependency come from it. With a
+    `resource` configured, the RFC 9728 metadata its 401 challenges point at is
+    routed too (listing `scopes_supported` when given), unless a route already
+    serves that path (e.g. GrantexMiddleware in front answers it first anyway).
     """
     if app.exception_handlers.get(GuardError) is not guard_error_handler:
         app.add_exception_handler(GuardError, guard_error_handler)
-    if guard is not None:
-        app.state.grantex_guard = guard
+    if guard is None:
+        return
+    app.state.grantex_guard = guard
+    routed = {getattr(route, "path", None) for route in app.routes}
+    missing = sorted(metadata_paths(guard) - routed)
+    if missing:
+        endpoint = metadata_endpoint(guard, scopes_supported)
+        for path in missing:
+            app.add_route(path, endpoint, methods=["GET"], include_in_schema=False)
 
 
 class GrantexBearer(SecurityBase):

@@ -72,6 +72,8 @@ __all__ = [
     "authenticate",
     "guard_error_handler",
     "guard_error_response",
+    "metadata_endpoint",
+    "metadata_paths",
     "on_auth_error",
     "read_request_credentials",
     "remember_grant",
@@ -298,13 +300,9 @@ class GrantexMiddleware:
         self._excluded = _path_matcher(exclude_paths)
         self._metadata_paths: frozenset[str] = frozenset()
         self._metadata_body = b""
-        resource = guard.config.resource
-        if resource:
-            if isinstance(scopes_supported, str):
-                raise TypeError("scopes_supported must be a list of scopes, not a string")
-            document = metadata_document(guard.config, scopes_supported)
-            self._metadata_body = json.dumps(document).encode("utf-8")
-            self._metadata_paths = frozenset({METADATA_PATH, metadata_path(resource)})
+        if guard.config.resource:
+            self._metadata_body = _metadata_json(guard, scopes_supported)
+            self._metadata_paths = metadata_paths(guard)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -351,12 +349,40 @@ class GrantexMiddleware:
             return None, None
 
     async def _send_metadata(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = Response(
-            self._metadata_body,
-            media_type="application/json",
-            headers={"Cache-Control": "public, max-age=3600"},
-        )
-        await response(scope, receive, send)
+        await _metadata_response(self._metadata_body)(scope, receive, send)
+
+
+# -- RFC 9728 protected-resource metadata ------------------------------------------
+
+
+def metadata_paths(guard: Guard) -> frozenset[str]:
+    """Where the metadata of `guard.config.resource` is served (none without a resource)."""
+    resource = guard.config.resource
+    return frozenset({METADATA_PATH, metadata_path(resource)}) if resource else frozenset()
+
+
+def _metadata_json(guard: Guard, scopes_supported: Iterable[str]) -> bytes:
+    if isinstance(scopes_supported, str):
+        raise TypeError("scopes_supported must be a list of scopes, not a string")
+    return json.dumps(metadata_document(guard.config, scopes_supported)).encode("utf-8")
+
+
+def _metadata_response(body: bytes) -> Response:
+    return Response(body, media_type="application/json", headers={"Cache-Control": "public, max-age=3600"})
+
+
+def metadata_endpoint(guard: Guard, scopes_supported: Iterable[str] = ()) -> Callable[[Request], Response]:
+    """An endpoint serving the RFC 9728 metadata of `guard.config.resource`.
+
+    GrantexMiddleware serves it by itself; FastAPI's `install(app, guard)` routes
+    this endpoint. ValueError when the guard has no `resource`.
+    """
+    body = _metadata_json(guard, scopes_supported)
+
+    def protected_resource_metadata(request: Request) -> Response:
+        return _metadata_response(body)
+
+    return protected_resource_metadata
 
 
 # -- AuthenticationMiddleware backend ----------------------------------------------
@@ -584,7 +610,7 @@ def webhook_endpoint(
         body = await _raw_body(request, WEBHOOK_MAX_BODY)
         status, answer = await handle_webhook_async(
             body, request.headers, secret=secret, store=guard.revocation.store,
-            tolerance=tolerance, allow_legacy=allow_legacy,
+            tolerance=tolerance, allow_legacy=allow_legacy, now=guard.config.now(),
         )
         return JSONResponse(answer, status, headers=webhook_headers(status))
 

@@ -176,9 +176,10 @@ class Guard:
     ) -> Grant:
         """Verify `token` and authorise it for `scopes`; raise a GuardError otherwise.
 
-        `dpop`, `method` and `url` describe the request for proof-of-possession
-        checks; until those are enforced a key-bound token is accepted as a
-        bearer token and `grant.key_thumbprint` exposes the binding.
+        `dpop`, `method` and `url` describe the request: a key-bound token (`cnf.jkt`)
+        needs its DPoP proof for exactly this method and URL. `audience` replaces
+        the configured audience for this call; `revocation=True` forces a
+        confirmed revocation check whatever the policy.
         """
         required = self._requirement(scopes, any_scopes)
         try:
@@ -198,6 +199,7 @@ class Guard:
                 token=token, token_id=grant.token_id, grant_id=grant.grant_id,
                 parent_grant_id=grant.parent_grant_id, expires_at=verified.expires,
                 required=self._revocation_required(grant, revocation))
+            _log_acceptance(grant)
             return grant
         except GuardError as exc:
             _log_rejection(exc)
@@ -236,6 +238,7 @@ class Guard:
                 token=token, token_id=grant.token_id, grant_id=grant.grant_id,
                 parent_grant_id=grant.parent_grant_id, expires_at=verified.expires,
                 required=self._revocation_required(grant, revocation))
+            _log_acceptance(grant)
             return grant
         except GuardError as exc:
             _log_rejection(exc)
@@ -534,6 +537,12 @@ def _ago(seconds: float) -> str:
 def _replayed() -> ProofInvalid:
     return ProofInvalid("The DPoP proof was already used: sign a new proof for each request.",
                         detail="DPoP proof jti replayed within its validity window")
+
+
+def _log_acceptance(grant: Grant) -> None:
+    # Every use is logged with its jti, so a replayed bearer token can be found in the logs.
+    logger.debug("grant token accepted: jti=%s grant=%s agent=%s", grant.token_id, grant.grant_id,
+                 grant.agent_did)
 
 
 def _log_rejection(exc: GuardError) -> None:

@@ -20,6 +20,7 @@ from django.core.checks import CheckMessage, Error, Warning
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from ..config import GuardConfig
+from ..verifier import Guard
 from .conf import SETTING, guard_options, read_adapter_settings
 from .scopes import view_requirements
 
@@ -42,8 +43,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                       hint=f"Use upper-case Guard options as keys, e.g. {_EXAMPLE}.",
                       id="grantex_guard.E002")]
     messages: list[CheckMessage] = []
+    config: GuardConfig | None
     try:
-        config = GuardConfig(**GuardConfig.options_from_settings(guard_options(value)))
+        # The Guard itself, not only its GuardConfig: the revocation options are checked
+        # by its parts. Building one does no I/O; it is closed at once.
+        with Guard.from_settings(guard_options(value)) as guard:
+            config = guard.config
     except (ValueError, TypeError) as exc:
         messages.append(Error(f"settings.{SETTING}: {exc}",
                               hint="Keys are the Guard's options in upper case "

@@ -41,6 +41,7 @@ def webhook(request: HttpRequest) -> JsonResponse:
     if not secrets:
         raise Http404("No Grantex webhook here: WEBHOOK_SECRET is not configured.")
     # request.body: the raw bytes the signature covers, never parsed before it is checked.
+    guard = get_guard()
     status, answer = handle_webhook(request.body, request.headers, secret=secrets,
-                                    store=get_guard().revocation.store)
+                                    store=guard.revocation.store, now=guard.config.now())
     return JsonResponse(answer, status=status, headers=webhook_headers(status))
