@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from grantex_guard.__main__ import main
 from grantex_guard.testing import LocalIssuer
 
 from .conftest import API
+from .fake_grantex_api import API_KEY, FakeGrantexAPI
 
 
 @pytest.fixture
@@ -136,3 +138,47 @@ def test_the_module_runs_as_a_program() -> None:
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0
     assert "Exit code: 0 valid, 1 invalid, 2 could not check" in result.stdout
+
+
+@pytest.mark.parametrize(("answer", "code", "line"), [
+    ("active", 0, "ok   revocation"),
+    ("revoked", 1, "FAIL revocation"),
+])
+def test_an_api_key_adds_the_grants_status_from_grantex(served: tuple[LocalIssuer, str],
+                                                        capsys: pytest.CaptureFixture[str],
+                                                        answer: str, code: int, line: str) -> None:
+    issuer, jwks_url = served
+    token = issuer.mint(["calendar:read"], audience=API)
+    with FakeGrantexAPI() as api:
+        api.answer = answer
+        exit_code, out = run(capsys, token, "--issuer", issuer.issuer, "--jwks-uri", jwks_url,
+                             "--audience", API, "--api-key", API_KEY, "--api-base-url", api.url)
+    assert exit_code == code
+    assert line in out
+    assert API_KEY not in out
+
+
+def test_an_unreachable_grantex_api_exits_2(served: tuple[LocalIssuer, str],
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    issuer, jwks_url = served
+    token = issuer.mint(["calendar:read"], audience=API)
+    exit_code, out = run(capsys, token, "--issuer", issuer.issuer, "--jwks-uri", jwks_url,
+                         "--audience", API, "--api-key", API_KEY, "--api-base-url", "http://127.0.0.1:9")
+    assert exit_code == 2
+    assert "revocation" in out
+
+
+def test_the_readme_sample_has_the_layout_and_checks_of_a_real_run(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    sample = readme.split("$ grantex-guard inspect", 1)[1].split("```", 1)[0].splitlines()[1:]
+    issuer = LocalIssuer(token_format="v1")
+    token = issuer.mint(["calendar:read", "payments:initiate:max_500"], audience=API,
+                        issued_at=issuer.clock() - 4 * 3600, expires_in=3600)
+    with issuer.serve() as jwks_url:
+        code, out = run(capsys, token, "--issuer", issuer.issuer, "--jwks-uri", jwks_url,
+                        "--audience", API, "--scope", "calendar:read")
+    real = out.rstrip().splitlines()
+    assert code == 1
+    assert [line[:18] for line in real] == [line[:18] for line in sample]
+    assert real[4].startswith("FAIL expiry       TOKEN_EXPIRED: token expired 3 h ago")

@@ -6,8 +6,10 @@ Also installed as the `grantex-guard` console script.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -17,9 +19,21 @@ def _inspect(args: argparse.Namespace) -> int:
     report = inspect_token(token, issuer=args.issuer, jwks_uri=args.jwks_uri,
                            audience=args.audience, scopes=args.scope or (), now=args.at,
                            max_delegation_depth=args.max_delegation_depth,
+                           **_online_options(args),
                            **({"allow_http": True} if args.allow_http else {}))
     print(report.json() if args.json else report.text())
     return report.exit_code
+
+
+def _online_options(args: argparse.Namespace) -> dict[str, Any]:
+    """With an API key (--api-key or GRANTEX_API_KEY) the grant's status is asked of Grantex."""
+    api_key = args.api_key or os.environ.get("GRANTEX_API_KEY") or None
+    if api_key is None:
+        return {}
+    options: dict[str, Any] = {"api_key": api_key, "revocation_check": "always"}
+    if args.api_base_url:
+        options["api_base_url"] = args.api_base_url
+    return options
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -43,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--audience", help="this API's identifier")
     inspect.add_argument("--scope", action="append", help="a scope the route requires (repeatable)")
     inspect.add_argument("--max-delegation-depth", type=int, default=3)
+    inspect.add_argument("--api-key", help="also ask Grantex whether the grant is revoked "
+                         "(default: $GRANTEX_API_KEY; never printed)")
+    inspect.add_argument("--api-base-url", help="the Grantex API (default: derived from the issuer)")
     inspect.add_argument("--at", type=float, help="check at this Unix time instead of now")
     inspect.add_argument("--allow-http", action="store_true", help="allow a plain-http JWKS URI")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")

@@ -145,6 +145,9 @@ class _Inspection:
             required = requirement(tuple(required_scopes))
             self.step("required", lambda: required.check(grant.scope_set),
                       f"covers {', '.join(required_scopes)}")
+        if guard.config.api_key:
+            self.step("revocation", lambda: guard.confirm_not_revoked(grant, self.token),
+                      f"active: confirmed with Grantex ({guard.config.revocation_source})")
 
 
 def _int_claim(claims: dict[str, Any], name: str) -> int:
