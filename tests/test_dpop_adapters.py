@@ -35,7 +35,8 @@ from .django_project.served import ServedIssuer
 
 pytest_plugins = ["tests.django_project.fixtures"]
 
-Send = Callable[[str, dict[str, str]], Any]  # (path, headers) -> response with .status_code
+Headers = dict[str, str] | list[tuple[str, str]]
+Send = Callable[[str, Headers], Any]  # (path, headers) -> response with .status_code
 
 
 @dataclass
@@ -81,6 +82,14 @@ def flask_app(guard: Guard) -> Flask:
     return app
 
 
+def _joined(headers: Headers) -> dict[str, str]:
+    """Headers as a WSGI/ASGI server hands them to Django: repeated ones joined by commas."""
+    joined: dict[str, str] = {}
+    for name, value in headers.items() if isinstance(headers, dict) else headers:
+        joined[name] = f"{joined[name]},{value}" if name in joined else value
+    return joined
+
+
 def _test_client_sender(client: Any) -> Send:
     return lambda path, headers: client.get(path, headers=headers)
 
@@ -94,7 +103,7 @@ def adapter(request: pytest.FixtureRequest, served_issuer: ServedIssuer,
                 "drf": "/drf/calendar"}[kind]
         client = DjangoClient()
         yield Adapter(served_issuer.issuer, "http://testserver", path,
-                      lambda path, headers: client.get(path, headers=headers))
+                      lambda path, headers: client.get(path, headers=_joined(headers)))
         return
     issuer = LocalIssuer()
     guard = issuer.guard(audience=API)
@@ -165,6 +174,19 @@ def test_a_replayed_proof_is_refused_by_every_adapter(adapter: Adapter) -> None:
 
     assert replayed.status_code == 401
     assert _body(replayed)["error"] == "DPOP_INVALID"
+
+
+def test_two_dpop_headers_are_refused_by_every_adapter(adapter: Adapter) -> None:
+    agent = DPoPAgent()
+    token = adapter.issuer.mint(["calendar:read"], audience=API, bound_to=agent.thumbprint)
+    url = adapter.base + adapter.path
+    first, second = agent.proof("GET", url, token), agent.proof("GET", url, token)
+    # However the framework presents a repeated header (a list, or one comma-joined value).
+    response = adapter.send(adapter.path, [("Authorization", f"DPoP {token}"), ("DPoP", first),
+                                           ("DPoP", second)])
+
+    assert response.status_code == 401
+    assert _body(response)["error"] == "DPOP_INVALID"
 
 
 def test_a_proof_replayed_to_another_worker_is_refused(redis_url: str) -> None:

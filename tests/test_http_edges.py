@@ -6,8 +6,14 @@ from collections.abc import Callable
 
 import pytest
 
-from grantex_guard import Guard, InsufficientScope, TokenInvalid, TokenMissing
-from grantex_guard.http import error_response, read_credentials, request_url, resource_metadata
+from grantex_guard import Guard, InsufficientScope, ProofInvalid, TokenInvalid, TokenMissing
+from grantex_guard.http import (
+    error_response,
+    extracted_credentials,
+    read_credentials,
+    request_url,
+    resource_metadata,
+)
 
 
 @pytest.mark.parametrize(
@@ -23,6 +29,23 @@ from grantex_guard.http import error_response, read_credentials, request_url, re
 def test_credentials_are_read_from_bearer_and_dpop(header: str, scheme: str, token: str) -> None:
     credentials = read_credentials(header, "proof")
     assert (credentials.scheme, credentials.token, credentials.dpop_proof) == (scheme, token, "proof")
+
+
+@pytest.mark.parametrize("dpop", [["p1", "p2"], "p1,p2", "p1, p2"])
+def test_more_than_one_dpop_header_is_refused(dpop: str | list[str]) -> None:
+    with pytest.raises(ProofInvalid, match="exactly one DPoP header"):
+        read_credentials("DPoP abc.def.ghi", dpop)
+
+
+@pytest.mark.parametrize(("dpop", "proof"), [(None, None), ([], None), ("", None), ([" p1 "], "p1")])
+def test_zero_or_one_dpop_header_is_read(dpop: str | list[str] | None, proof: str | None) -> None:
+    assert read_credentials("DPoP abc.def.ghi", dpop).dpop_proof == proof
+
+
+@pytest.mark.parametrize(("dpop", "scheme"), [(None, "Bearer"), ([], "Bearer"), (["p1"], "DPoP")])
+def test_an_extracted_token_is_a_dpop_presentation_when_a_proof_comes_with_it(
+        dpop: list[str] | None, scheme: str) -> None:
+    assert extracted_credentials("abc.def.ghi", dpop).scheme == scheme
 
 
 @pytest.mark.parametrize("header", [None, "", "   ", "Basic dXNlcjpwYXNz", "Token abc"])

@@ -29,7 +29,7 @@ from grantex_guard.starlette import (
     on_auth_error,
     require_scopes,
 )
-from grantex_guard.testing import LocalIssuer
+from grantex_guard.testing import DPoPAgent, LocalIssuer
 from tests.matrix import API, CASES, GRANTED, Case, check, check_unavailable
 
 UNREACHABLE_JWKS = "http://127.0.0.1:9/.well-known/jwks.json"
@@ -233,6 +233,20 @@ def test_token_extractor_reads_the_token_from_a_cookie(issuer: LocalIssuer, guar
     client = TestClient(middleware_app(guard, WHOAMI, token_extractor=from_cookie))
     client.cookies.set("grant", issuer.mint(GRANTED, audience=API, principal_id="user_c"))
     assert client.get("/whoami").json() == {"principal": "user_c"}
+
+
+def test_a_bound_token_from_a_cookie_is_proven_by_its_dpop_header(issuer: LocalIssuer, guard: Guard) -> None:
+    def from_cookie(conn: HTTPConnection) -> str | None:
+        return conn.cookies.get("grant")
+
+    agent = DPoPAgent(clock=issuer.clock)
+    token = issuer.mint(GRANTED, audience=API, principal_id="user_c", bound_to=agent.thumbprint)
+    client = TestClient(middleware_app(guard, WHOAMI, token_extractor=from_cookie))
+    client.cookies.set("grant", token)
+    proven = client.get("/whoami", headers={"DPoP": agent.proof("GET", "http://testserver/whoami", token)})
+    unproven = client.get("/whoami")
+    assert proven.json() == {"principal": "user_c"}
+    assert (unproven.status_code, unproven.json()["error"]) == (401, "DPOP_REQUIRED")
 
 
 def test_lifespan_passes_through_the_middleware(guard: Guard) -> None:

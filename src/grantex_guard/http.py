@@ -8,12 +8,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 from .config import GuardConfig
-from .errors import GuardError, TokenInvalid, TokenMissing
+from .errors import GuardError, ProofInvalid, TokenInvalid, TokenMissing
 
 __all__ = [
     "METADATA_PATH",
@@ -48,11 +48,12 @@ class Credentials(NamedTuple):
         return self.dpop_proof if self.scheme == "DPoP" else None
 
 
-def read_credentials(authorization: str | None, dpop: str | None = None) -> Credentials:
+def read_credentials(authorization: str | None, dpop: str | Sequence[str] | None = None) -> Credentials:
     """Parse `Authorization: Bearer|DPoP <token>`; TokenMissing when there is none.
 
     The scheme is case-insensitive and surrounding whitespace is tolerated.
-    Another scheme (Basic, ...) counts as no grant token.
+    Another scheme (Basic, ...) counts as no grant token. `dpop` is the DPoP
+    header, or every value of it where the framework can list repeated headers.
     """
     if authorization is None or not authorization.strip():
         raise TokenMissing()
@@ -65,7 +66,25 @@ def read_credentials(authorization: str | None, dpop: str | None = None) -> Cred
         raise TokenInvalid("The Authorization header has no token after the scheme.")
     if len(token.split()) != 1:
         raise TokenInvalid("The grant token is malformed.", detail="token contains whitespace")
-    return Credentials(canonical, token, dpop.strip() if dpop else None)
+    return Credentials(canonical, token, _single_proof(dpop) if dpop else None)
+
+
+def _single_proof(dpop: str | Sequence[str]) -> str | None:
+    """RFC 9449 4.3: at most one DPoP header. Servers join repeated headers with commas,
+    which a compact JWS never contains."""
+    values = [dpop] if isinstance(dpop, str) else list(dpop)
+    if not values:
+        return None
+    if len(values) > 1 or "," in values[0]:
+        raise ProofInvalid("Send exactly one DPoP header.", detail="several DPoP headers")
+    return values[0].strip() or None
+
+
+def extracted_credentials(token: str, dpop: str | Sequence[str] | None) -> Credentials:
+    """A token read by a custom extractor (a cookie, another header): it has no scheme,
+    so a DPoP proof alongside it is what makes it a DPoP presentation."""
+    proof = _single_proof(dpop) if dpop else None
+    return Credentials("DPoP" if proof else "Bearer", token, proof)
 
 
 def request_url(url: str, header: Callable[[str], str | None], config: GuardConfig) -> str:

@@ -48,7 +48,15 @@ from ._principal import GrantPrincipal
 from .config import GuardConfig
 from .errors import GuardError, TokenMissing
 from .grant import Grant
-from .http import METADATA_PATH, Credentials, error_response, metadata_path, read_credentials, request_url
+from .http import (
+    METADATA_PATH,
+    Credentials,
+    error_response,
+    extracted_credentials,
+    metadata_path,
+    read_credentials,
+    request_url,
+)
 from .http import resource_metadata as metadata_document
 from .revocation import (
     RevocationPolicy,
@@ -109,16 +117,16 @@ def read_request_credentials(
 ) -> Credentials:
     """The request's credentials; TokenMissing when it carries no grant token.
 
-    With `token_extractor` the token comes from it (scheme "Bearer"); the DPoP
-    proof is always the `DPoP` header.
+    With `token_extractor` the token comes from it; the DPoP proof is always
+    the `DPoP` header, and its presence makes the token a DPoP presentation.
     """
     headers = conn.headers
     if token_extractor is None:
-        return read_credentials(headers.get("authorization"), headers.get("dpop"))
+        return read_credentials(headers.get("authorization"), headers.getlist("dpop"))
     token = token_extractor(conn)
     if not token:
         raise TokenMissing()
-    return Credentials("Bearer", token, headers.get("dpop"))
+    return extracted_credentials(token, headers.getlist("dpop"))
 
 
 async def verify_connection(
