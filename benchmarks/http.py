@@ -21,34 +21,32 @@ from pathlib import Path
 # `import http.server` (here and in httpx) finds the standard library.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent / "src"))
+sys.path[0:0] = [str(_HERE.parent / "src"), str(_HERE.parent)]  # grantex_guard, benchmarks._support
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import shutil
 import statistics
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import jwt
 import uvicorn
+from benchmarks._support import JwksServer, uvicorn_server
 from fastapi import Depends, FastAPI, HTTPException, Request, Security
 from grantex_fastapi import GrantexAuth, GrantexFastAPIError, grantex_exception_handler
 
 from grantex_guard import Grant, Guard
 from grantex_guard.fastapi import GrantexBearer, install
-from grantex_guard.testing import JWKS_PATH, LocalIssuer
+from grantex_guard.testing import LocalIssuer
 
 API = "https://api.example.com"
 SCOPES = ["calendar:read", "payments:initiate:max_500"]
@@ -78,31 +76,10 @@ end
 @contextmanager
 def jwks_server() -> Iterator[tuple[LocalIssuer, str]]:
     """A LocalIssuer whose issuer is the JWKS server's origin (what grantex-fastapi derives)."""
-    holder: dict[str, bytes] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = holder["jwks"]
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    origin = f"http://127.0.0.1:{server.server_address[1]}"
-    issuer = LocalIssuer("RS256", issuer=origin)
-    holder["jwks"] = json.dumps(issuer.jwks()).encode()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield issuer, origin + JWKS_PATH
-    finally:
-        server.shutdown()
-        server.server_close()
+    with JwksServer() as server:
+        issuer = LocalIssuer("RS256", issuer=server.origin)
+        server.body = issuer.jwks()
+        yield issuer, server.url
 
 
 def pyjwt_dependency(jwks_url: str, issuer: str) -> Callable[[Request], dict[str, Any]]:
@@ -154,23 +131,6 @@ def create_app(issuer: LocalIssuer, jwks_url: str) -> FastAPI:
         return {"principal": claims["sub"]}
 
     return app
-
-
-@contextmanager
-def uvicorn_server(app: FastAPI) -> Iterator[str]:
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                            access_log=False, lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 # -- load generators -------------------------------------------------------------------

@@ -17,20 +17,21 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Replace the script's own directory: benchmarks/http.py would shadow the stdlib's http.
-sys.path[0:1] = [str(Path(__file__).resolve().parents[1] / "src")]
+# Replace the script's own directory (benchmarks/http.py would shadow the stdlib's http)
+# with src and the repository root (for benchmarks._support).
+_ROOT = Path(__file__).resolve().parents[1]
+sys.path[0:1] = [str(_ROOT / "src"), str(_ROOT)]
 
 import argparse
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
+from benchmarks._support import JwksServer
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
@@ -39,45 +40,6 @@ from grantex_guard.testing import DPoPAgent, LocalIssuer
 
 AUDIENCE = "https://api.example.com"
 SCOPES = ["calendar:read", "payments:initiate:max_500"]
-
-
-class CountingJwksServer:
-    """The issuer's JWKS over real HTTP on 127.0.0.1, counting fetches, with an optional delay."""
-
-    def __init__(self, issuer: LocalIssuer, delay: float = 0.0) -> None:
-        self.issuer, self.delay, self.hits = issuer, delay, 0
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def run(self) -> Iterator[str]:
-        outer = self
-        import json
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                with outer._lock:
-                    outer.hits += 1
-                time.sleep(outer.delay)
-                body = json.dumps(outer.issuer.jwks()).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        server.request_queue_size = 256
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
-        finally:
-            server.shutdown()
-            server.server_close()
 
 
 def per_call_us(run: Callable[[int], None], n: int, rounds: int) -> float:
@@ -210,7 +172,7 @@ def bench_official(sdk: Any, issuer: LocalIssuer, url: str, tokens: Sequence[str
     return per_call_us(run, n, rounds)
 
 
-def cold_burst_fetches(verify: Callable[[str], object], server: CountingJwksServer, token: str,
+def cold_burst_fetches(verify: Callable[[str], object], server: JwksServer, token: str,
                        workers: int = 100) -> int:
     """Fetches made when `workers` threads verify at once on a cold cache."""
     server.hits = 0
@@ -236,8 +198,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     v1_issuer = issuer  # the official SDK reads the same standard tokens
     sdk = official_sdk()
     rows: list[tuple[str, float]] = []
-    server = CountingJwksServer(issuer)
-    with server.run() as url:
+    with JwksServer(issuer.jwks()) as server:
+        url = server.url
         rows.append(("RSA-2048 signature check (cryptography): the floor",
                      bench_floor(issuer, args.n, args.rounds)))
         rows.append(("PyJWT jwt.decode, key known", bench_pyjwt(issuer, tokens, args.n, args.rounds)))
@@ -277,9 +239,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("\nJWKS fetches for 100 concurrent cold verifications (threads, JWKS answers in 50 ms):\n")
     print("| verifier | fetches |")
     print("|---|---:|")
-    slow = CountingJwksServer(issuer, delay=0.05)
     token = tokens[0]
-    with slow.run() as url:
+    with JwksServer(issuer.jwks(), delay=0.05) as slow:
+        url = slow.url
         cold_guard = Guard(issuer=issuer.issuer, jwks_uri=url, audience=AUDIENCE)
         print(f"| grantex-guard | {cold_burst_fetches(cold_guard.verify, slow, token)} |")
         client = jwt.PyJWKClient(url, cache_keys=True)

@@ -12,12 +12,16 @@
         server.redirect = server.base_url + "/moved"   # `url` answers 302 to it
         server.hits         # requests received so far (any path)
         server.requests     # (path, headers) of each request
+        server.paths        # the path of each request
 
 Every path other than the JWKS path serves the body too, so a redirect
 target on the same server is a valid JWKS. Defaults: status 200, headers
 `Content-Type: application/json` and `Cache-Control: no-store` (what the
 Grantex service sends). The server runs in a daemon thread on 127.0.0.1 with
-a free port; `stop()` does not wait for slow handlers.
+a free port (or `JWKSServer(body, port=...)`: a host coming back up on a port
+clients already know); `stop()` does not wait for slow handlers.
+`keep_alive=False` answers in HTTP/1.0 and closes every connection, so that no
+kept-alive connection outlives a stopped server.
 
 Keys: `rsa_key(bits)`, `ec_key()` (P-256 unless a curve is given),
 `ed25519_key()`; `public_jwk(key, kid=..., alg=..., use=...)` gives the public
@@ -56,8 +60,10 @@ __all__ = [
 class JWKSServer:
     """An HTTP server whose answers tests change between requests."""
 
-    def __init__(self, body: Any = None) -> None:
+    def __init__(self, body: Any = None, *, port: int = 0, keep_alive: bool = True) -> None:
         self.body: Any = body if body is not None else {"keys": []}
+        self.port = port
+        self.keep_alive = keep_alive
         self.status = 200
         self.headers: dict[str, str] = {
             "Content-Type": "application/json",
@@ -75,6 +81,11 @@ class JWKSServer:
     def hits(self) -> int:
         with self._lock:
             return len(self.requests)
+
+    @property
+    def paths(self) -> list[str]:
+        with self._lock:
+            return [path for path, _ in self.requests]
 
     @property
     def base_url(self) -> str:
@@ -96,7 +107,7 @@ class JWKSServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+            protocol_version = "HTTP/1.1" if server.keep_alive else "HTTP/1.0"
 
             def do_GET(self) -> None:
                 with server._lock:
@@ -132,7 +143,7 @@ class JWKSServer:
             def handle_error(self, request: Any, client_address: Any) -> None:
                 pass  # clients that hang up early (timeouts, size limits) are expected
 
-        self._httpd = Server(("127.0.0.1", 0), Handler)
+        self._httpd = Server(("127.0.0.1", self.port), Handler)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )

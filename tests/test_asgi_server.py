@@ -9,7 +9,6 @@ real HTTP too. A slow JWKS server shows the event loop is never blocked.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,9 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from grantex_guard import Guard
+from grantex_guard._demo import uvicorn_server
 from grantex_guard.fastapi import GrantexBearer
 from grantex_guard.testing import LocalIssuer
 from tests.jwks_server import JWKSServer
@@ -35,26 +34,6 @@ APPS: dict[str, AppFactory] = {
     "fastapi security": lambda guard: create_app(GrantexBearer(guard), "security"),
     "fastapi require": lambda guard: create_app(GrantexBearer(guard), "require"),
 }
-
-
-@contextmanager
-def uvicorn_server(app: Any) -> Iterator[str]:
-    """Serve `app` with uvicorn on a free port of 127.0.0.1; yields the base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")

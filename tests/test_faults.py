@@ -10,27 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from grantex_guard import GrantexUnavailable, Guard, GuardError
 from grantex_guard.dpop import RedisReplayStore
-from grantex_guard.starlette import GrantexMiddleware, require_scopes
 from grantex_guard.testing import DPoPAgent, LocalIssuer, SigningKey
 
+from .adapter_apps import starlette_app
 from .conftest import FakeClock
 from .jwks_server import JWKS_PATH, JWKSServer, closed_port_url, jwks
 from .matrix import check_unavailable
@@ -85,43 +78,12 @@ async def status_of_async(guard: Guard, token_text: str) -> int:
     return 200
 
 
-def starlette_app(guard: Guard) -> Starlette:
-    @require_scopes("calendar:read")
-    async def calendar(request: Request) -> Response:
-        return JSONResponse({"principal": request.state.grant.principal_id})
-
-    return Starlette(routes=[Route("/calendar", calendar)],
-                     middleware=[Middleware(GrantexMiddleware, guard=guard)])
-
-
 @contextmanager
-def jwks_on(url: str, body: dict[str, Any]) -> Iterator[list[str]]:
-    """Serve `body` on the port of `url` (a host coming back up); yields the request paths."""
+def jwks_on(url: str, body: dict[str, Any]) -> Iterator[JWKSServer]:
+    """Serve `body` on the port of `url` (a host coming back up), one connection a request."""
     port = int(url.split(":")[2].split("/", 1)[0])
-    paths: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            paths.append(self.path)
-            data = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                              daemon=True)
-    thread.start()
-    try:
-        yield paths
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with JWKSServer(body, port=port, keep_alive=False) as host:
+        yield host
 
 
 # -- the host is down --------------------------------------------------------------------
@@ -136,13 +98,13 @@ def test_host_down_at_start_is_503_then_recovers_after_the_cooldown(issuer: Loca
     assert status_of(guard, token(issuer)) == 503
     assert guard.keys.fetch_count == 1  # the second request did not retry inside the cooldown
 
-    with jwks_on(url, issuer.jwks()) as requests:
+    with jwks_on(url, issuer.jwks()) as host:
         assert status_of(guard, token(issuer)) == 503  # still cooling down: no request yet
-        assert requests == []
+        assert host.paths == []
         clock.advance(COOLDOWN + 1)
         assert status_of(guard, token(issuer)) == 200
         assert status_of(guard, token(issuer)) == 200
-        assert requests == [JWKS_PATH]
+        assert host.paths == [JWKS_PATH]
     assert guard.keys.fetch_count == 2
 
 
@@ -155,16 +117,16 @@ def test_host_down_at_start_through_the_middleware(issuer: LocalIssuer, clock: F
             response = client.get("/calendar", headers=headers)
             check_unavailable(response.status_code, response.headers, response.json())
         assert guard.keys.fetch_count == 1
-        with jwks_on(url, issuer.jwks()) as requests:
+        with jwks_on(url, issuer.jwks()) as host:
             clock.advance(COOLDOWN + 1)
             assert client.get("/calendar", headers=headers).status_code == 200
-            assert len(requests) == 1
+            assert len(host.paths) == 1
 
 
 def test_host_down_midway_serves_stale_keys_then_503(issuer: LocalIssuer, clock: FakeClock) -> None:
     url = closed_port_url()
     guard = guard_for(issuer, url)
-    with jwks_on(url, issuer.jwks()):  # HTTP/1.0: no kept-alive connection outlives the host
+    with jwks_on(url, issuer.jwks()):  # no kept-alive connection outlives the host
         assert status_of(guard, token(issuer)) == 200
 
     clock.advance(TTL + 1)  # keys expired: one refresh attempt, it fails, stale keys serve

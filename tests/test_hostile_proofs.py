@@ -19,22 +19,13 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from flask import Flask
-from flask.testing import FlaskClient
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-from starlette.testclient import TestClient
 
 from grantex_guard import Guard, GuardError
-from grantex_guard import flask as flask_adapter
-from grantex_guard import starlette as starlette_adapter
 from grantex_guard.dpop import MemoryReplayStore, access_token_hash
 from grantex_guard.jose import b64url_encode
 from grantex_guard.testing import DPoPAgent, LocalIssuer, SigningKey
 
+from .adapter_apps import Adapter, flask_test_client, starlette_test_client
 from .conftest import FakeClock
 from .jwks_server import ec_key, ed25519_key, public_jwk
 
@@ -235,42 +226,20 @@ assert len(set(IDS)) == len(IDS)
 # -- the apps ----------------------------------------------------------------------------
 
 
-def _starlette_app(guard: Guard) -> Starlette:
-    @starlette_adapter.require_scopes("calendar:read")
-    async def calendar(request: Request) -> Response:
-        return JSONResponse({"principal": request.state.grant.principal_id})
-
-    return Starlette(routes=[Route("/calendar", calendar)],
-                     middleware=[Middleware(starlette_adapter.GrantexMiddleware, guard=guard)])
-
-
-def _flask_app(guard: Guard) -> Flask:
-    app = Flask(__name__)
-    app.config["PROPAGATE_EXCEPTIONS"] = False
-    flask_adapter.GrantexGuard(app, guard=guard)
-
-    @app.get("/calendar")
-    @flask_adapter.require_scopes("calendar:read")
-    def calendar() -> dict[str, Any]:
-        return {"principal": flask_adapter.current_grant.principal_id}
-
-    return app
-
-
 @pytest.fixture(scope="module")
 def guard(world: World) -> Guard:
     return world.issuer.guard(audience=API)
 
 
 @pytest.fixture(scope="module")
-def starlette_client(guard: Guard) -> Iterator[TestClient]:
-    with TestClient(_starlette_app(guard), raise_server_exceptions=False) as client:
-        yield client
+def starlette_client(guard: Guard) -> Iterator[Adapter]:
+    with starlette_test_client(guard) as adapter:
+        yield adapter
 
 
 @pytest.fixture(scope="module")
-def flask_client(guard: Guard) -> FlaskClient:
-    return _flask_app(guard).test_client()
+def flask_client(guard: Guard) -> Adapter:
+    return flask_test_client(guard)
 
 
 def assert_refused(status: int, headers: Any, body: Any, secrets: tuple[str, ...],
@@ -299,30 +268,27 @@ def test_hostile_proof_through_verify(case: HostileProof, world: World, guard: G
     assert token not in caplog.text and token not in caught.value.message
 
 
-@pytest.mark.parametrize("case", HOSTILE_PROOFS, ids=IDS)
-def test_hostile_proof_through_starlette_middleware(case: HostileProof, world: World,
-                                                    starlette_client: TestClient,
-                                                    caplog: pytest.LogCaptureFixture) -> None:
+def assert_refused_through(adapter: Adapter, url: str, case: HostileProof, world: World,
+                           caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     token = world.token()
-    proof = case.make(world, token, STARLETTE_URL)
-    response = starlette_client.get("/calendar", headers={"Authorization": f"DPoP {token}",
-                                                          "DPoP": proof})
-    assert_refused(response.status_code, response.headers, response.json(), (token, proof),
-                   caplog.text)
+    proof = case.make(world, token, url)
+    answer = adapter.get("/calendar", {"Authorization": f"DPoP {token}", "DPoP": proof})
+    assert_refused(answer.status, answer.headers, answer.body, (token, proof), caplog.text)
+
+
+@pytest.mark.parametrize("case", HOSTILE_PROOFS, ids=IDS)
+def test_hostile_proof_through_starlette_middleware(case: HostileProof, world: World,
+                                                    starlette_client: Adapter,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    assert_refused_through(starlette_client, STARLETTE_URL, case, world, caplog)
 
 
 @pytest.mark.parametrize("case", HOSTILE_PROOFS, ids=IDS)
 def test_hostile_proof_through_flask_extension(case: HostileProof, world: World,
-                                               flask_client: FlaskClient,
+                                               flask_client: Adapter,
                                                caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)
-    token = world.token()
-    proof = case.make(world, token, FLASK_URL)
-    response = flask_client.get("/calendar", headers={"Authorization": f"DPoP {token}",
-                                                      "DPoP": proof})
-    assert_refused(response.status_code, response.headers, response.get_json(), (token, proof),
-                   caplog.text)
+    assert_refused_through(flask_client, FLASK_URL, case, world, caplog)
 
 
 @pytest.mark.parametrize(("client_name", "url"), [("starlette_client", STARLETTE_URL),
@@ -330,10 +296,9 @@ def test_hostile_proof_through_flask_extension(case: HostileProof, world: World,
 def test_a_valid_proof_passes_each_adapter(client_name: str, url: str, world: World,
                                            request: pytest.FixtureRequest) -> None:
     """The control: the refusals above are about the proof, not about the URL the app sees."""
-    client = request.getfixturevalue(client_name)
+    adapter = request.getfixturevalue(client_name)
     token = world.token()
-    response = client.get("/calendar", headers=world.agent.headers(token, "GET", url))
-    assert response.status_code == 200
+    assert adapter.get("/calendar", world.agent.headers(token, "GET", url)).status == 200
 
 
 def test_a_replay_is_refused_however_the_proof_is_respelled(world: World, guard: Guard) -> None:

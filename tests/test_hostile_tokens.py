@@ -25,21 +25,12 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from flask import Flask
-from flask.testing import FlaskClient
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-from starlette.testclient import TestClient
 
 from grantex_guard import Grant, Guard, GuardError
-from grantex_guard import flask as flask_adapter
-from grantex_guard import starlette as starlette_adapter
 from grantex_guard.jose import b64url_encode
 from grantex_guard.testing import LocalIssuer, SigningKey, unverified_claims
 
+from .adapter_apps import Adapter, Answer, flask_test_client, starlette_test_client
 from .conftest import FakeClock
 from .jwks_server import JWKSServer, ec_key, jwks, public_jwk
 
@@ -503,60 +494,28 @@ assert len({case.name for case in HOSTILE}) == len(HOSTILE), "case names must be
 IDS = [case.name for case in HOSTILE]
 
 
-# -- the apps ----------------------------------------------------------------------------
-
-
-def _starlette_app(guard: Guard) -> Starlette:
-    @starlette_adapter.require_scopes("calendar:read")
-    async def calendar(request: Request) -> Response:
-        return JSONResponse({"principal": request.state.grant.principal_id})
-
-    @starlette_adapter.require_scopes("payments:initiate:max_1000")
-    async def payments(request: Request) -> Response:
-        return JSONResponse({"principal": request.state.grant.principal_id})
-
-    return Starlette(routes=[Route("/calendar", calendar), Route("/payments", payments)],
-                     middleware=[Middleware(starlette_adapter.GrantexMiddleware, guard=guard)])
-
-
-def _flask_app(guard: Guard) -> Flask:
-    app = Flask(__name__)
-    flask_adapter.GrantexGuard(app, guard=guard)
-
-    @app.get("/calendar")
-    @flask_adapter.require_scopes("calendar:read")
-    def calendar() -> dict[str, Any]:
-        return {"principal": flask_adapter.current_grant.principal_id}
-
-    @app.get("/payments")
-    @flask_adapter.require_scopes("payments:initiate:max_1000")
-    def payments() -> dict[str, Any]:
-        return {"principal": flask_adapter.current_grant.principal_id}
-
-    return app
-
-
 @pytest.fixture(scope="module")
 def guard(world: World) -> Guard:
     return Guard(issuer=world.issuer.issuer, jwks_uri=world.jwks.url, audience=API,
                  clock=world.clock)
 
 
-@pytest.fixture(scope="module")
-def starlette_client(guard: Guard) -> Iterator[TestClient]:
-    with TestClient(_starlette_app(guard), raise_server_exceptions=False) as client:
-        yield client
+# -- the apps ----------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def flask_client(guard: Guard) -> FlaskClient:
-    app = _flask_app(guard)
-    app.config["PROPAGATE_EXCEPTIONS"] = False
-    return app.test_client()
+def starlette_client(guard: Guard) -> Iterator[Adapter]:
+    with starlette_test_client(guard, ROUTE_SCOPES) as adapter:
+        yield adapter
 
 
-def assert_answer(case: Hostile, token: str, status: int, headers: Any, body: Any,
-                  log_text: str) -> None:
+@pytest.fixture(scope="module")
+def flask_client(guard: Guard) -> Adapter:
+    return flask_test_client(guard, ROUTE_SCOPES)
+
+
+def assert_answer(case: Hostile, token: str, answer: Answer, log_text: str) -> None:
+    status, headers, body = answer.status, answer.headers, answer.body
     if case.code is None:
         assert status == 200, (case.name, status, body)
         return
@@ -612,25 +571,25 @@ async def test_hostile_token_through_verify_async(case: Hostile, world: World, g
     assert_outcome(case, token, result)
 
 
+def assert_answer_through(adapter: Adapter, case: Hostile, world: World,
+                          caplog: pytest.LogCaptureFixture) -> None:
+    token = case.make(world)
+    caplog.set_level(logging.DEBUG)
+    answer = adapter.get(case.path, {"Authorization": f"Bearer {token}"})
+    assert_answer(case, token, answer, caplog.text)
+
+
 @pytest.mark.parametrize("case", HOSTILE, ids=IDS)
 def test_hostile_token_through_starlette_middleware(case: Hostile, world: World,
-                                                    starlette_client: TestClient,
+                                                    starlette_client: Adapter,
                                                     caplog: pytest.LogCaptureFixture) -> None:
-    token = case.make(world)
-    caplog.set_level(logging.DEBUG)
-    response = starlette_client.get(case.path, headers={"Authorization": f"Bearer {token}"})
-    assert_answer(case, token, response.status_code, response.headers, response.json(), caplog.text)
+    assert_answer_through(starlette_client, case, world, caplog)
 
 
 @pytest.mark.parametrize("case", HOSTILE, ids=IDS)
-def test_hostile_token_through_flask_extension(case: Hostile, world: World,
-                                               flask_client: FlaskClient,
+def test_hostile_token_through_flask_extension(case: Hostile, world: World, flask_client: Adapter,
                                                caplog: pytest.LogCaptureFixture) -> None:
-    token = case.make(world)
-    caplog.set_level(logging.DEBUG)
-    response = flask_client.get(case.path, headers={"Authorization": f"Bearer {token}"})
-    assert_answer(case, token, response.status_code, response.headers, response.get_json(),
-                  caplog.text)
+    assert_answer_through(flask_client, case, world, caplog)
 
 
 def test_headers_pointing_at_keys_are_never_fetched(world: World, guard: Guard) -> None:
@@ -689,9 +648,9 @@ def test_a_one_megabyte_token_is_refused_fast_and_without_decoding(world: World)
 
 
 def test_an_oversized_authorization_header_is_a_401_through_the_adapter(
-        world: World, starlette_client: TestClient) -> None:
+        world: World, starlette_client: Adapter) -> None:
     token = "A" * 9000 + "." + "B" * 100 + "." + "C" * 100
-    response = starlette_client.get("/calendar", headers={"Authorization": f"Bearer {token}"})
-    assert response.status_code == 401
-    assert response.json()["error"] == "TOKEN_INVALID"
-    assert token not in response.text
+    answer = starlette_client.get("/calendar", {"Authorization": f"Bearer {token}"})
+    assert answer.status == 401
+    assert answer.body["error"] == "TOKEN_INVALID"
+    assert token not in answer.text

@@ -1,14 +1,15 @@
-"""Tokens captured from a real Grantex service (../shared/fixtures), verified at their recorded time.
+"""Tokens captured from a real Grantex service, verified at their recorded time.
 
-The JWKS the service published is served over real HTTP on 127.0.0.1.
+The captures live in ../shared/fixtures (beside this checkout, when it is there)
+and are copied into tests/fixtures so a checkout anywhere else runs them too;
+both copies are run. The JWKS the service published is served over real HTTP
+on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,39 +17,46 @@ import pytest
 
 from grantex_guard import Guard, GuardError
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real-service-v1"
-CAPTURE: dict[str, Any] = json.loads((FIXTURES / "tokens.json").read_text())
+from .jwks_server import JWKSServer
+
+SOURCES = {
+    "shared": Path(__file__).resolve().parents[2] / "shared" / "fixtures",
+    "copy": Path(__file__).resolve().parent / "fixtures",
+}
+
+
+def _captures() -> dict[str, dict[str, Any]]:
+    """Every tokens.json, by "<source>/<capture>"."""
+    return {f"{source}/{path.parent.name}": json.loads(path.read_text())
+            for source, root in SOURCES.items() for path in sorted(root.glob("*/tokens.json"))}
+
+
+CAPTURES = _captures()
+CASES = [(name, case) for name, capture in CAPTURES.items() for case in capture["cases"]]
 
 
 @pytest.fixture(scope="module")
-def jwks_url() -> Iterator[str]:
-    body = json.dumps(CAPTURE["jwks"]).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
-    server.shutdown()
-    server.server_close()
+def jwks_urls() -> Iterator[dict[str, str]]:
+    servers = {name: JWKSServer(capture["jwks"]) for name, capture in CAPTURES.items()}
+    for server in servers.values():
+        server.headers["Content-Type"] = "application/json; charset=utf-8"
+        server.start()
+    try:
+        yield {name: server.url for name, server in servers.items()}
+    finally:
+        for server in servers.values():
+            server.stop()
 
 
-@pytest.mark.parametrize("case", CAPTURE["cases"], ids=[case["name"] for case in CAPTURE["cases"]])
-def test_captured_token(case: dict[str, Any], jwks_url: str) -> None:
+def test_the_captures_are_found_wherever_the_checkout_is() -> None:
+    assert "copy/real-service-v1" in CAPTURES
+
+
+@pytest.mark.parametrize(("capture", "case"), CASES, ids=[f"{name}/{case['name']}" for name, case in CASES])
+def test_captured_token(capture: str, case: dict[str, Any], jwks_urls: dict[str, str]) -> None:
     guard = Guard(
-        issuer=CAPTURE["issuer"],
-        jwks_uri=jwks_url,
+        issuer=CAPTURES[capture]["issuer"],
+        jwks_uri=jwks_urls[capture],
         audience=case.get("audience"),
         max_delegation_depth=case.get("max_delegation_depth", 3),
         clock=lambda: float(case["verify_at"]),
@@ -63,9 +71,11 @@ def test_captured_token(case: dict[str, Any], jwks_url: str) -> None:
         assert caught.value.code == case["expect"]
 
 
-def test_captured_scopes_enforce_the_payment_cap(jwks_url: str) -> None:
-    root = next(case for case in CAPTURE["cases"] if case["name"] == "root")
-    guard = Guard(issuer=CAPTURE["issuer"], jwks_uri=jwks_url, clock=lambda: root["verify_at"])
+def test_captured_scopes_enforce_the_payment_cap(jwks_urls: dict[str, str]) -> None:
+    capture = CAPTURES["copy/real-service-v1"]
+    root = next(case for case in capture["cases"] if case["name"] == "root")
+    guard = Guard(issuer=capture["issuer"], jwks_uri=jwks_urls["copy/real-service-v1"],
+                  clock=lambda: root["verify_at"])
 
     grant = guard.verify(root["token"], scopes=["payments:initiate:max_500"])
 

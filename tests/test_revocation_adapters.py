@@ -530,6 +530,16 @@ def test_a_webhook_is_a_503_when_the_store_is_unreachable(kind: str, api: FakeGr
     assert answer.headers["Retry-After"]
 
 
+def test_a_webhook_timestamp_is_judged_by_the_guards_clock(kind: str, api: FakeGrantexAPI,
+                                                           served_issuer: ServedIssuer) -> None:
+    tomorrow = time.time() + 86_400
+    with running(kind, api, served_issuer, clock=lambda: tomorrow) as app:
+        signed_by_the_wall_clock = app.post_webhook(*signed(revoked_event("grnt_1")))
+        signed_at_the_guards_time = app.post_webhook(*signed(revoked_event("grnt_2"), at=tomorrow))
+    assert _body(signed_by_the_wall_clock)["reason"] == "stale"
+    assert signed_at_the_guards_time.status_code == 200
+
+
 def test_a_webhook_must_be_posted(kind: str, api: FakeGrantexAPI, served_issuer: ServedIssuer) -> None:
     with running(kind, api, served_issuer) as app:
         assert app.send("GET", WEBHOOK, {}, b"").status_code == 405

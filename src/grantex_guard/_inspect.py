@@ -129,7 +129,7 @@ class _Inspection:
 
     def _grant_checks(self, grant: Grant, required_scopes: Sequence[str]) -> None:
         guard = self.guard
-        self.step("audience", lambda: guard._check_audience(grant, None),
+        self.step("audience", lambda: guard.check_audience(grant),
                   f"aud {list(grant.audience) or 'absent'}")
         chain = " <- ".join((grant.agent_did, *grant.delegation_chain))
         self.step("delegation", lambda: guard._check_delegation(grant),

@@ -138,10 +138,12 @@ def _authenticate(required: Requirement, audience: str | Sequence[str] | None,
     setattr(g, _CHECKED_FLAG, True)
     earlier: Grant | None = g.get("grant")
     token: str | None = g.get(_TOKEN_KEY)
-    if earlier is not None and audience is None and (token is not None or not revocation):
-        # Already verified for this request (blueprint, then view): only the scopes differ,
-        # and a forced revocation check asks about the grant without verifying (and so
-        # replaying a DPoP proof) again.
+    if earlier is not None and (token is not None or not revocation):
+        # Already verified for this request (blueprint, then view): verifying again would
+        # replay its DPoP proof. The view's own audience and scopes are checked on that
+        # grant, in the core's order, and a forced revocation check asks about the grant.
+        if audience is not None:
+            get_guard().check_audience(earlier, audience)
         required.check(earlier.scope_set)
         if revocation and token is not None:
             get_guard().confirm_not_revoked(earlier, token)
@@ -428,8 +430,10 @@ def webhook_view(
         # The raw bytes: the signature covers them, so nothing parses them first.
         body = request.stream.read(WEBHOOK_MAX_BODY + 1)
         headers = dict(request.headers.items())
-        status, answer = handle_webhook(body, headers, secret=secret, store=get_guard().revocation.store,
-                                        tolerance=tolerance, allow_legacy=allow_legacy)
+        guard = get_guard()
+        status, answer = handle_webhook(body, headers, secret=secret, store=guard.revocation.store,
+                                        tolerance=tolerance, allow_legacy=allow_legacy,
+                                        now=guard.config.now())
         return current_app.response_class(json.dumps(answer), status=status, mimetype="application/json",
                                           headers=webhook_headers(status))
 

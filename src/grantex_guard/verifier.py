@@ -448,7 +448,7 @@ class Guard:
         grant = verified.grant
         if self._clock() > verified.expires + self.config.leeway:
             raise _expired(verified.expires, self._clock())
-        self._check_audience(grant, audience)
+        self.check_audience(grant, audience)
         self._check_delegation(grant)
         return grant
 
@@ -498,7 +498,12 @@ class Guard:
             required.check(grant.scope_set)
         return grant
 
-    def _check_audience(self, grant: Grant, audience: str | Sequence[str] | None) -> None:
+    def check_audience(self, grant: Grant, audience: str | Sequence[str] | None = None) -> None:
+        """TokenInvalid unless `grant` is meant for `audience` (None: the configured one).
+
+        Part of `verify`; adapters call it alone for a route's own `audience=` on a
+        grant verified earlier in the request (verifying again would replay its proof).
+        """
         if audience is None:
             if self.config.audience_check == "off":
                 return
