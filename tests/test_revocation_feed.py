@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 
-from grantex_guard import GrantexUnavailable, Guard, TokenRevoked
+from grantex_guard import GrantexUnavailable, Guard, TokenRevoked, _feed
+from grantex_guard._feed import _MAX_LINE, _MAX_PAGE_BYTES, RevocationFeed, _FeedFailure, _LineReader
 from grantex_guard.revocation import RevocationChecker
 from grantex_guard.testing import LocalIssuer
 
@@ -253,10 +261,374 @@ async def test_feed_runs_as_an_asyncio_task(api: FakeGrantexAPI, clock: FakeCloc
     seq = api.feed.publish("revoked", grant_id=args["grant_id"])["seq"]
     deadline = time.monotonic() + 5
     while (state.cursor or 0) < seq and time.monotonic() < deadline:
-        import asyncio
-
         await asyncio.sleep(0.01)
     with pytest.raises(TokenRevoked):
         await checker.check_async(**args)
     await checker.aclose()
     assert checker.feed._task is None
+
+
+# -- the user's own HTTP clients ---------------------------------------------------------------
+
+
+def make_feed(url: str, **options: Any) -> RevocationFeed:
+    options.setdefault("max_staleness", 2)
+    return RevocationFeed(url, API_KEY, clock=time.time, timeout=1, backoff=(0.05, 0.2), **options)
+
+
+async def wait_async(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {predicate}")
+        await asyncio.sleep(0.01)
+
+
+def feed_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [record.getMessage() for record in caplog.records
+            if record.name == "grantex_guard.revocation" and record.levelno >= logging.WARNING]
+
+
+def test_the_feed_uses_the_users_client_and_leaves_it_open(api: FakeGrantexAPI) -> None:
+    seen: list[str] = []
+    client = httpx.Client(event_hooks={"request": [lambda request: seen.append(request.url.path)]})
+    api.feed.publish("revoked", grant_id="grnt_1")
+    feed = make_feed(api.url, http_client=client)
+    feed.start()
+    wait_until(lambda: feed.connections == 1)
+    seq = api.feed.publish("revoked", grant_id="grnt_2")["seq"]
+    wait_until(lambda: feed.state.cursor == seq)
+    feed.close()
+    assert seen == ["/v1/revocations", "/v1/revocations/stream"]
+    assert not client.is_closed
+    assert client.get(api.url + "/v1/revocations", headers={"Authorization": f"Bearer {API_KEY}"}).is_success
+    client.close()
+
+
+def test_the_guards_http_client_reaches_its_feed(api: FakeGrantexAPI, issuer: LocalIssuer) -> None:
+    seen: list[str] = []
+    client = httpx.Client(event_hooks={"request": [lambda request: seen.append(request.url.path)]})
+    guard = Guard(issuer=issuer.issuer, audience=API, api_key=API_KEY, api_base_url=api.url,
+                  revocation_source="feed", http_client=client)
+    try:
+        guard.revocation.start()
+        wait_until(lambda: "/v1/revocations/stream" in seen)
+    finally:
+        guard.close()
+    assert seen[:2] == ["/v1/revocations", "/v1/revocations/stream"]
+    client.close()
+
+
+async def test_the_async_feed_uses_the_users_async_client_and_leaves_it_open(api: FakeGrantexAPI) -> None:
+    seen: list[str] = []
+
+    async def hook(request: httpx.Request) -> None:
+        seen.append(request.url.path)
+
+    client = httpx.AsyncClient(event_hooks={"request": [hook]})
+    feed = make_feed(api.url, async_http_client=client, http_client=httpx.Client(transport=_refuse()))
+    await feed.start_async()
+    await wait_async(lambda: feed.connections == 1)
+    seq = api.feed.publish("revoked", grant_id="grnt_1")["seq"]
+    await wait_async(lambda: feed.state.cursor == seq)
+    await feed.aclose()
+    assert seen == ["/v1/revocations", "/v1/revocations/stream"]
+    assert not client.is_closed
+    await client.aclose()
+
+
+def _refuse() -> httpx.MockTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise AssertionError(f"the sync client was used for {request.url}")
+
+    return httpx.MockTransport(handler)
+
+
+def test_long_reads_do_not_depend_on_the_users_client_timeout(api: FakeGrantexAPI,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    api.feed.stream_enabled = False  # long-poll: the service holds each request about a second
+    client = httpx.Client(timeout=0.1)
+    feed = make_feed(api.url, http_client=client)
+    with caplog.at_level(logging.WARNING, logger="grantex_guard.revocation"):
+        feed.start()
+        wait_until(lambda: api.calls["poll"] >= 2)
+        feed.close()
+    assert feed_warnings(caplog) == ["revocation feed: no stream endpoint; using long-poll"]
+    client.close()
+
+
+# -- bounded reads -----------------------------------------------------------------------------
+
+
+class HostileAPI:
+    """The feed endpoints over real HTTP, each answer taken from a plan per endpoint.
+
+    Answers: "page" (the entries, after `since` for a long-poll), "endless_page" (a JSON
+    page that never ends), "declared_page" (one that announces a gigabyte), "missing"
+    (404), "events" (an SSE stream with the entries, then heartbeats), "endless_line"
+    (an SSE stream whose second event is one line that never ends). Endless answers
+    stop when the client hangs up (or at `_GIVE_UP` bytes); `sent` has what each wrote.
+    """
+
+    _GIVE_UP = 256 * 1024 * 1024
+
+    def __init__(self) -> None:
+        self.entries: list[dict[str, Any]] = []
+        self.plans: dict[str, list[str]] = {"snapshot": [], "poll": [], "stream": []}
+        self.defaults = {"snapshot": "page", "poll": "page", "stream": "events"}
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self.sent: list[int] = []
+        self.stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                                        daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def publish(self, grant_id: str) -> int:
+        with self._lock:
+            self.entries.append({"seq": len(self.entries) + 1, "action": "revoked", "grantId": grant_id})
+            return len(self.entries)
+
+    def after(self, since: int) -> list[dict[str, Any]]:
+        with self._lock:
+            return [entry for entry in self.entries if entry["seq"] > since]
+
+    def answer(self, endpoint: str) -> str:
+        with self._lock:
+            plan = self.plans[endpoint]
+            return plan.pop(0) if plan else self.defaults[endpoint]
+
+    def __enter__(self) -> HostileAPI:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+            def do_GET(self) -> None:
+                url = urlsplit(self.path)
+                query = {name: values[0] for name, values in parse_qs(url.query).items()}
+                api.requests.append((url.path, query))
+                if url.path == "/v1/revocations/stream":
+                    endpoint = "stream"
+                else:
+                    endpoint = "poll" if "since" in query else "snapshot"
+                since = int(query.get("since") or 0)
+                getattr(self, "_" + api.answer(endpoint))(since)
+
+            def _head(self, status: int, kind: str, length: int | None = None) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                if length is not None:
+                    self.send_header("Content-Length", str(length))
+                self.end_headers()
+
+            def _page(self, since: int) -> None:
+                if since:
+                    time.sleep(0.05)  # a long-poll that found nothing new at once
+                entries = api.after(since)
+                raw = json.dumps({"entries": entries, "cursor": entries[-1]["seq"] if entries else since})
+                self._head(200, "application/json", len(raw))
+                self.wfile.write(raw.encode())
+
+            def _missing(self, since: int) -> None:
+                self._head(404, "application/json", 2)
+                self.wfile.write(b"{}")
+
+            def _endless(self, opening: bytes, filler: bytes) -> None:
+                sent = 0
+                try:
+                    self.wfile.write(opening)
+                    sent += len(opening)
+                    while sent < api._GIVE_UP and not api.stopping.is_set():
+                        self.wfile.write(filler)
+                        sent += len(filler)
+                except OSError:
+                    pass
+                api.sent.append(sent)
+
+            def _endless_page(self, since: int) -> None:
+                self._head(200, "application/json")
+                entry = json.dumps({"seq": 1, "action": "revoked", "grantId": "grnt_" + "x" * 40}) + ","
+                self._endless(b'{"entries": [', entry.encode() * 1000)
+
+            def _declared_page(self, since: int) -> None:
+                self._head(200, "application/json", 1 << 30)
+                self._endless(b'{"entries": [', b" " * 65536)
+
+            def _events(self, since: int) -> None:
+                self._head(200, "text/event-stream")
+                deadline = time.monotonic() + 5
+                try:
+                    self.wfile.write(b"event: ready\ndata: {}\n\n")
+                    while time.monotonic() < deadline and not api.stopping.is_set():
+                        for entry in api.after(since):
+                            self.wfile.write(f"event: revocation\ndata: {json.dumps(entry)}\n\n".encode())
+                            since = entry["seq"]
+                        self.wfile.write(b"event: heartbeat\ndata: {}\n\n")
+                        self.wfile.flush()
+                        time.sleep(0.02)
+                except OSError:
+                    return
+
+            def _endless_line(self, since: int) -> None:
+                self._head(200, "text/event-stream")
+                self._endless(b"event: ready\ndata: {}\n\nevent: revocation\ndata: ", b"x" * 65536)
+
+        return Handler
+
+
+@pytest.fixture
+def hostile() -> Iterator[HostileAPI]:
+    with HostileAPI() as server:
+        yield server
+
+
+READ_BOUND = 64 * 1024 * 1024  # what an endless answer may have written (the bound plus socket buffers)
+
+
+@pytest.mark.parametrize("answer", ["endless_page", "declared_page"])
+def test_an_oversized_snapshot_page_is_refused_and_the_feed_retries(
+        hostile: HostileAPI, answer: str, caplog: pytest.LogCaptureFixture) -> None:
+    hostile.publish("grnt_1")
+    hostile.plans["snapshot"] = [answer]
+    feed = make_feed(hostile.url)
+    with caplog.at_level(logging.WARNING, logger="grantex_guard.revocation"):
+        feed.start()
+        wait_until(lambda: feed.state.cursor == 1)
+        feed.close()
+    assert feed.state.listed("tok_x", "grnt_1", None, time.time()) == "revoked"
+    wait_until(lambda: len(hostile.sent) == 1)
+    assert hostile.sent[0] < READ_BOUND
+    if answer == "endless_page":
+        assert hostile.sent[0] > _MAX_PAGE_BYTES  # refused by the bound, not by a timeout
+    assert any(f"{_MAX_PAGE_BYTES}-byte bound; refused" in message for message in feed_warnings(caplog))
+    assert [path for path, _ in hostile.requests[:2]] == ["/v1/revocations", "/v1/revocations"]
+
+
+def test_an_endless_long_poll_page_keeps_the_last_state(hostile: HostileAPI,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    hostile.publish("grnt_1")
+    hostile.defaults["stream"] = "missing"
+    hostile.plans["poll"] = ["page", "endless_page"]
+    feed = make_feed(hostile.url)
+    with caplog.at_level(logging.WARNING, logger="grantex_guard.revocation"):
+        feed.start()
+        wait_until(lambda: len(hostile.sent) == 1)
+        assert feed.state.cursor == 1
+        assert feed.state.listed("tok_x", "grnt_1", None, time.time()) == "revoked"
+        seq = hostile.publish("grnt_2")
+        wait_until(lambda: feed.state.cursor == seq)
+        feed.close()
+    assert feed.state.listed("tok_x", "grnt_1", None, time.time()) == "revoked"
+    assert feed.state.listed("tok_x", "grnt_2", None, time.time()) == "revoked"
+    assert _MAX_PAGE_BYTES < hostile.sent[0] < READ_BOUND
+    assert any("long-poll: the page runs past" in message for message in feed_warnings(caplog))
+
+
+async def test_the_async_feed_refuses_an_endless_page_and_recovers(hostile: HostileAPI,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    hostile.publish("grnt_1")
+    hostile.plans["snapshot"] = ["endless_page"]
+    feed = make_feed(hostile.url)
+    with caplog.at_level(logging.WARNING, logger="grantex_guard.revocation"):
+        await feed.start_async()
+        await wait_async(lambda: feed.state.cursor == 1 and feed.connections == 1)
+        await feed.aclose()
+    await wait_async(lambda: len(hostile.sent) == 1)
+    assert _MAX_PAGE_BYTES < hostile.sent[0] < READ_BOUND
+    assert any("snapshot: the page runs past" in message for message in feed_warnings(caplog))
+
+
+def test_an_over_long_sse_line_is_refused_and_the_stream_resumes(hostile: HostileAPI,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    hostile.publish("grnt_1")
+    hostile.plans["stream"] = ["endless_line"]
+    feed = make_feed(hostile.url)
+    with caplog.at_level(logging.WARNING, logger="grantex_guard.revocation"):
+        feed.start()
+        wait_until(lambda: feed.connections == 2)
+        seq = hostile.publish("grnt_2")
+        wait_until(lambda: feed.state.cursor == seq)
+        feed.close()
+    wait_until(lambda: len(hostile.sent) == 1)
+    assert hostile.sent[0] < READ_BOUND
+    assert [query.get("since") for path, query in hostile.requests if path.endswith("/stream")] == ["1", "1"]
+    assert any(f"a line longer than {_MAX_LINE} bytes; refused" in message
+               for message in feed_warnings(caplog))
+
+
+async def test_the_async_feed_refuses_an_over_long_sse_line(hostile: HostileAPI,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    hostile.plans["stream"] = ["endless_line"]
+    feed = make_feed(hostile.url)
+    with caplog.at_level(logging.WARNING, logger="grantex_guard.revocation"):
+        await feed.start_async()
+        await wait_async(lambda: feed.connections == 2)
+        seq = hostile.publish("grnt_1")
+        await wait_async(lambda: feed.state.cursor == seq)
+        await feed.aclose()
+    await wait_async(lambda: len(hostile.sent) == 1)
+    assert hostile.sent[0] < READ_BOUND
+    assert any("a line longer than" in message for message in feed_warnings(caplog))
+
+
+def test_many_data_lines_cannot_make_an_endless_event(api: FakeGrantexAPI,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    feed = make_feed(api.url)
+    with caplog.at_level(logging.WARNING, logger="grantex_guard.revocation"):
+        feed.start()
+        wait_until(lambda: feed.connections == 1)
+        api.feed.garbage("event: revocation\n" + "data: xxxxxxxxxxxxxxxxxxxxxxxx\n" * 4000 + "\n")
+        wait_until(lambda: feed.connections == 2)
+        seq = api.feed.publish("revoked", grant_id="grnt_1")["seq"]
+        wait_until(lambda: feed.state.cursor == seq)
+        feed.close()
+    assert any("an event longer than" in message for message in feed_warnings(caplog))
+
+
+def test_the_line_reader_splits_every_line_ending_across_chunks() -> None:
+    reader = _LineReader()
+    chunks = [b"event: a\r", b"\ndata: 1\r", b"", b"\n\r", b"data: 2\n\n", b"x\r\r\n", b"tail"]
+    lines = [line for chunk in chunks for line in reader.feed(chunk)]
+    assert lines == ["event: a", "data: 1", "", "data: 2", "", "x", ""]
+    assert reader.feed(b"\n") == ["tail"]
+    assert reader.feed("caf\u00e9\n".encode()) == ["caf\u00e9"]
+
+
+def test_the_line_reader_refuses_a_long_line_as_it_arrives() -> None:
+    reader = _LineReader()
+    assert reader.feed(b"x" * _MAX_LINE + b"\n") == ["x" * _MAX_LINE]  # at the bound: accepted
+    for _ in range(_MAX_LINE // 1024):
+        assert reader.feed(b"y" * 1024) == []
+    with pytest.raises(_FeedFailure, match="line longer than"):
+        reader.feed(b"y")  # refused at the first byte past the bound, no end of line needed
+    with pytest.raises(_FeedFailure):
+        _LineReader().feed(b"z" * (_MAX_LINE + 1) + b"\n")
+
+
+def test_the_snapshot_pager_follows_page_tokens_within_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    snapshot = _feed._Snapshot()
+    assert snapshot.add({"entries": [{"seq": 1}], "cursor": 7, "nextPageToken": "p2"})
+    assert snapshot.params == {"pageToken": "p2"}
+    assert not snapshot.add({"entries": [{"seq": 2}], "cursor": 9})
+    assert (snapshot.entries, snapshot.cursor) == ([{"seq": 1}, {"seq": 2}], 9)
+    monkeypatch.setattr(_feed, "_MAX_PAGES", 2)
+    endless = _feed._Snapshot()
+    assert endless.add({"entries": [], "nextPageToken": "again"})
+    with pytest.raises(_FeedFailure, match="more than 2 pages"):  # incomplete: never applied
+        endless.add({"entries": [], "nextPageToken": "again"})

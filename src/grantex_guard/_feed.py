@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import socket
 import threading
 from collections.abc import Callable, Iterable
@@ -33,7 +34,8 @@ logger = logging.getLogger("grantex_guard.revocation")
 
 _GRANT_ACTIONS = frozenset({"revoked", "suspended", "resumed"})
 _MAX_PAGES = 10_000
-_MAX_LINE = 65_536
+_MAX_LINE = 65_536  # bytes in one SSE line (and characters in one event's data)
+_MAX_PAGE_BYTES = 4 * 1024 * 1024  # one snapshot or long-poll page, as read
 # An entry without expiresAt is kept this long (the longest token lifetime in use).
 _DEFAULT_RETENTION = 86_400.0
 _PRUNE_EVERY = 60.0
@@ -165,19 +167,24 @@ def _seq(entry: dict[str, Any]) -> int:
     return int(entry["seq"])
 
 
+class _FeedFailure(Exception):
+    pass
+
+
 class _SSEParser:
     """Server-Sent Events, line by line: returns (event, data) when a blank line ends one."""
 
     def __init__(self) -> None:
         self._event = "message"
         self._data: list[str] = []
+        self._size = 0
 
     def line(self, text: str) -> tuple[str, str] | None:
         if not text:
             if not self._data and self._event == "message":
                 return None
             event, data = self._event, "\n".join(self._data)
-            self._event, self._data = "message", []
+            self._event, self._data, self._size = "message", [], 0
             return event, data
         if text.startswith(":"):
             return None
@@ -186,52 +193,153 @@ class _SSEParser:
         if name == "event":
             self._event = value
         elif name == "data":
+            self._size += len(value) + 1
+            if self._size > _MAX_LINE:  # many short data lines make one long event
+                raise _FeedFailure(f"stream: an event longer than {_MAX_LINE} characters; refused")
             self._data.append(value)
         return None
 
 
-class _FeedFailure(Exception):
-    pass
+class _LineReader:
+    """Cuts a byte stream into SSE lines (LF, CRLF or CR), refusing a line longer than
+    `_MAX_LINE` bytes as soon as that many arrive without an end: never more is held."""
+
+    _ENDS = re.compile(rb"\r\n|\r|\n")
+
+    def __init__(self) -> None:
+        self._partial = bytearray()
+        self._after_cr = False  # the last chunk ended in CR: a leading LF belongs to it
+
+    def feed(self, chunk: bytes) -> list[str]:
+        if not chunk:
+            return []
+        start = 1 if self._after_cr and chunk.startswith(b"\n") else 0
+        self._after_cr = False
+        lines: list[str] = []
+        for end in self._ENDS.finditer(chunk, start):
+            self._take(chunk, start, end.start())
+            lines.append(self._partial.decode("utf-8", errors="replace"))
+            self._partial.clear()
+            start = end.end()
+            self._after_cr = end.group() == b"\r" and start == len(chunk)
+        self._take(chunk, start, len(chunk))
+        return lines
+
+    def _take(self, chunk: bytes, start: int, end: int) -> None:
+        if len(self._partial) + end - start > _MAX_LINE:
+            raise _FeedFailure(f"stream: a line longer than {_MAX_LINE} bytes; refused")
+        self._partial += chunk[start:end]
+
+
+class _PageBody:
+    """A snapshot or long-poll page, collected chunk by chunk up to `_MAX_PAGE_BYTES`."""
+
+    def __init__(self, response: httpx.Response, what: str) -> None:
+        self._what = what
+        self._body = bytearray()
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > _MAX_PAGE_BYTES:
+            raise _FeedFailure(f"{what}: the page declares {declared} bytes, over the "
+                               f"{_MAX_PAGE_BYTES}-byte bound; refused")
+
+    def add(self, chunk: bytes) -> None:
+        self._body += chunk
+        if len(self._body) > _MAX_PAGE_BYTES:
+            raise _FeedFailure(f"{self._what}: the page runs past the {_MAX_PAGE_BYTES}-byte bound; refused")
+
+    def page(self) -> dict[str, Any]:
+        try:
+            page = decode_json_object(bytes(self._body))
+        except ValueError as exc:
+            raise _FeedFailure(f"{self._what}: body is not a JSON object ({exc})") from None
+        if not isinstance(page.get("entries", []), list):
+            raise _FeedFailure(f"{self._what}: 'entries' is not a list")
+        return page
+
+
+class _Snapshot:
+    """The snapshot's paging, without I/O: `add` each page; True means fetch another with `params`."""
+
+    def __init__(self) -> None:
+        self.entries: list[object] = []
+        self.params: dict[str, Any] = {}
+        self.cursor: int | None = None
+        self._pages = 0
+
+    def add(self, page: dict[str, Any]) -> bool:
+        self._pages += 1
+        self.entries.extend(page.get("entries", []))
+        cursor = page.get("cursor")
+        self.cursor = cursor if type(cursor) is int else None
+        token = page.get("nextPageToken")
+        if not isinstance(token, str) or not token:
+            return False
+        if self._pages >= _MAX_PAGES:  # an incomplete snapshot must not replace the set
+            raise _FeedFailure(f"snapshot: more than {_MAX_PAGES} pages; refused")
+        self.params = {"pageToken": token}
+        return True
+
+
+def _accept(response: httpx.Response, what: str) -> None:
+    if response.status_code != 200:
+        kind = {401: "API key refused", 403: "API key refused", 404: "feed disabled on this service"}
+        reason = kind.get(response.status_code, f"status {response.status_code}")
+        raise _FeedFailure(f"{what}: {reason}")
 
 
 class RevocationFeed:
-    """Keeps a `FeedState` current from the service; one worker (thread or task) at a time."""
+    """Keeps a `FeedState` current from the service; one worker (thread or task) at a time.
+
+    `http_client` / `async_http_client`: the user's own clients (proxies, mTLS), used
+    as given and never closed; every request carries its own timeouts, so the stream's
+    and the long-poll's long reads do not depend on the client's default.
+    """
 
     def __init__(self, base_url: str, api_key: str, *, clock: Callable[[], float], timeout: float,
-                 max_staleness: float, backoff: tuple[float, float] = (0.5, 30.0)) -> None:
+                 max_staleness: float, backoff: tuple[float, float] = (0.5, 30.0),
+                 http_client: httpx.Client | None = None,
+                 async_http_client: httpx.AsyncClient | None = None) -> None:
         self.state = FeedState(clock)
         self._base = base_url
-        self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
+        # identity: the size bounds then hold for what arrives, not only for what it unpacks to
+        self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json",
+                         "Accept-Encoding": "identity"}
         self._timeout = timeout
         self._read_timeout = max_staleness + 1
         self._poll_wait = max(1, int(max_staleness / 2))
         self._backoff = backoff
+        self._user_client = http_client
+        self._user_async_client = async_http_client
         self._long_poll = False
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._task: asyncio.Task[None] | None = None
         self._socket: socket.socket | None = None
+        self._socket_lock = threading.Lock()
         self.connections = 0  # stream connections opened (diagnostics)
 
     # -- sans-IO ---------------------------------------------------------------------------
 
-    def _timeouts(self) -> httpx.Timeout:
+    def _request(self, path: str, params: dict[str, Any], accept: str = "application/json") -> dict[str, Any]:
         import httpx
 
-        return httpx.Timeout(self._timeout, read=self._read_timeout)
+        return {"url": self._base + path, "params": params, "headers": {**self._headers, "Accept": accept},
+                "timeout": httpx.Timeout(self._timeout, read=self._read_timeout), "follow_redirects": False}
 
-    def _page(self, response: httpx.Response, body: bytes, what: str) -> dict[str, Any]:
-        if response.status_code != 200:
-            kind = {401: "API key refused", 403: "API key refused", 404: "feed disabled on this service"}
-            reason = kind.get(response.status_code, f"status {response.status_code}")
-            raise _FeedFailure(f"{what}: {reason}")
-        try:
-            page = decode_json_object(body)
-        except ValueError as exc:
-            raise _FeedFailure(f"{what}: body is not a JSON object ({exc})") from None
-        if not isinstance(page.get("entries", []), list):
-            raise _FeedFailure(f"{what}: 'entries' is not a list")
-        return page
+    def _stream_request(self) -> dict[str, Any]:
+        return self._request("/v1/revocations/stream", {"since": self.state.cursor}, "text/event-stream")
+
+    def _poll_request(self) -> dict[str, Any]:
+        return self._request("/v1/revocations", {"since": self.state.cursor, "wait": self._poll_wait})
+
+    def _stream_missing(self, response: httpx.Response) -> bool:
+        if response.status_code != 404:
+            _accept(response, "stream")
+            self.connections += 1
+            return False
+        logger.warning("revocation feed: no stream endpoint; using long-poll")
+        self._long_poll = True
+        return True
 
     def _on_event(self, event: str, data: str) -> None:
         self.state.heard()
@@ -248,11 +356,6 @@ class RevocationFeed:
         for entry in page.get("entries", []):
             self.state.apply(entry)
         self.state.heard()
-
-    def _connected(self, response: httpx.Response) -> None:
-        self.connections += 1
-        stream = response.extensions.get("network_stream")
-        self._socket = stream.get_extra_info("socket") if stream is not None else None
 
     def _failed(self, exc: BaseException, backoff: float) -> float:
         logger.warning("revocation feed: %s; reconnecting in %.1f s", exc or type(exc).__name__, backoff)
@@ -276,79 +379,81 @@ class RevocationFeed:
             thread.join(timeout=self._timeout + 1)
 
     def _interrupt(self) -> None:
-        # Shutting the socket down wakes a read blocked on a quiet stream at once.
-        sock = self._socket
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        # Shutting the socket down wakes a read blocked on a quiet stream at once. Under the
+        # lock, so that a socket is shut only while the stream holds it (a user's client may
+        # reuse the connection afterwards).
+        with self._socket_lock:
+            if self._socket is not None:
+                with contextlib.suppress(OSError):
+                    self._socket.shutdown(socket.SHUT_RDWR)
+
+    def _watch(self, response: httpx.Response | None) -> None:
+        stream = response.extensions.get("network_stream") if response is not None else None
+        with self._socket_lock:
+            self._socket = stream.get_extra_info("socket") if stream is not None else None
 
     def _run_sync(self) -> None:
         import httpx
 
-        backoff = self._backoff[0]
-        with httpx.Client(timeout=self._timeouts(), follow_redirects=False) as client:
-            while not self._stopping.is_set():
-                try:
-                    if self.state.cursor is None:
-                        self._snapshot_sync(client)
-                    if self._long_poll:
-                        self._poll_sync(client)
-                        backoff = self._backoff[0]
-                        continue
-                    if self._stream_sync(client):
-                        backoff = self._backoff[0]
-                except Exception as exc:  # the feed must outlive any failure
-                    if self._stopping.is_set():
-                        break
-                    wait, backoff = backoff, self._failed(exc, backoff)
-                    self._stopping.wait(wait)
-                    continue
-                self._stopping.wait(backoff)
+        with contextlib.ExitStack() as owned:
+            client = self._user_client
+            if client is None:
+                client = owned.enter_context(httpx.Client(follow_redirects=False))
+            self._loop_sync(client)
 
-    def _get_sync(self, client: httpx.Client, path: str, params: dict[str, Any], what: str) -> dict[str, Any]:
-        response = client.get(self._base + path, params=params, headers=self._headers)
-        return self._page(response, response.content, what)
+    def _loop_sync(self, client: httpx.Client) -> None:
+        backoff = self._backoff[0]
+        while not self._stopping.is_set():
+            try:
+                if self.state.cursor is None:
+                    self._snapshot_sync(client)
+                if self._long_poll:
+                    self._on_poll(self._get_sync(client, self._poll_request(), "long-poll"))
+                    backoff = self._backoff[0]
+                    continue
+                self._stream_sync(client)
+                backoff = self._backoff[0]
+            except Exception as exc:  # the feed must outlive any failure
+                if self._stopping.is_set():
+                    break
+                wait, backoff = backoff, self._failed(exc, backoff)
+                self._stopping.wait(wait)
+                continue
+            self._stopping.wait(backoff)
+
+    @staticmethod
+    def _get_sync(client: httpx.Client, request: dict[str, Any], what: str) -> dict[str, Any]:
+        with client.stream("GET", **request) as response:
+            _accept(response, what)
+            body = _PageBody(response, what)
+            for chunk in response.iter_bytes():
+                body.add(chunk)
+            return body.page()
 
     def _snapshot_sync(self, client: httpx.Client) -> None:
-        entries: list[object] = []
-        params: dict[str, Any] = {}
-        page: dict[str, Any] = {}
-        for _ in range(_MAX_PAGES):
-            page = self._get_sync(client, "/v1/revocations", params, "snapshot")
-            entries.extend(page.get("entries", []))
-            token = page.get("nextPageToken")
-            if not isinstance(token, str) or not token:
-                break
-            params = {"pageToken": token}
-        cursor = page.get("cursor")
-        self.state.replace(entries, cursor if type(cursor) is int else None)
+        snapshot = _Snapshot()
+        while snapshot.add(self._get_sync(client, self._request("/v1/revocations", snapshot.params),
+                                          "snapshot")):
+            pass
+        self.state.replace(snapshot.entries, snapshot.cursor)
 
-    def _poll_sync(self, client: httpx.Client) -> None:
-        params = {"since": self.state.cursor, "wait": self._poll_wait}
-        self._on_poll(self._get_sync(client, "/v1/revocations", params, "long-poll"))
-
-    def _stream_sync(self, client: httpx.Client) -> bool:
-        """Follow the stream until it ends; True when it connected."""
-        parser = _SSEParser()
-        with client.stream("GET", self._base + "/v1/revocations/stream",
-                           params={"since": self.state.cursor},
-                           headers={**self._headers, "Accept": "text/event-stream"}) as response:
-            if response.status_code == 404:
-                logger.warning("revocation feed: no stream endpoint; using long-poll")
-                self._long_poll = True
-                return True
-            self._page(response, b"{}", "stream")
-            self._connected(response)
+    def _stream_sync(self, client: httpx.Client) -> None:
+        """Follow the stream until it ends."""
+        parser, reader = _SSEParser(), _LineReader()
+        with client.stream("GET", **self._stream_request()) as response:
+            if self._stream_missing(response):
+                return
+            self._watch(response)
             try:
-                for line in response.iter_lines():
+                for chunk in response.iter_bytes():
                     if self._stopping.is_set():
                         break
-                    event = parser.line(line[:_MAX_LINE])
-                    if event is not None:
-                        self._on_event(*event)
+                    for line in reader.feed(chunk):
+                        event = parser.line(line)
+                        if event is not None:
+                            self._on_event(*event)
             finally:
-                self._socket = None
-        return True
+                self._watch(None)
 
     # -- asyncio driver ------------------------------------------------------------------
 
@@ -371,62 +476,55 @@ class RevocationFeed:
     async def _run_async(self) -> None:
         import httpx
 
-        backoff = self._backoff[0]
-        ssl_context = await asyncio.to_thread(httpx.create_ssl_context)
-        async with httpx.AsyncClient(timeout=self._timeouts(), follow_redirects=False,
-                                     verify=ssl_context) as client:
-            while not self._stopping.is_set():
-                try:
-                    if self.state.cursor is None:
-                        await self._snapshot_async(client)
-                    if self._long_poll:
-                        await self._poll_async(client)
-                        backoff = self._backoff[0]
-                        continue
-                    if await self._stream_async(client):
-                        backoff = self._backoff[0]
-                except Exception as exc:  # the feed must outlive any failure
-                    wait, backoff = backoff, self._failed(exc, backoff)
-                    await asyncio.sleep(wait)
-                    continue
-                await asyncio.sleep(backoff)
+        async with contextlib.AsyncExitStack() as owned:
+            client = self._user_async_client
+            if client is None:
+                ssl_context = await asyncio.to_thread(httpx.create_ssl_context)  # blocking file reads
+                client = await owned.enter_async_context(
+                    httpx.AsyncClient(follow_redirects=False, verify=ssl_context))
+            await self._loop_async(client)
 
-    async def _get_async(self, client: httpx.AsyncClient, path: str, params: dict[str, Any],
-                         what: str) -> dict[str, Any]:
-        response = await client.get(self._base + path, params=params, headers=self._headers)
-        return self._page(response, response.content, what)
+    async def _loop_async(self, client: httpx.AsyncClient) -> None:
+        backoff = self._backoff[0]
+        while not self._stopping.is_set():
+            try:
+                if self.state.cursor is None:
+                    await self._snapshot_async(client)
+                if self._long_poll:
+                    self._on_poll(await self._get_async(client, self._poll_request(), "long-poll"))
+                    backoff = self._backoff[0]
+                    continue
+                await self._stream_async(client)
+                backoff = self._backoff[0]
+            except Exception as exc:  # the feed must outlive any failure
+                wait, backoff = backoff, self._failed(exc, backoff)
+                await asyncio.sleep(wait)
+                continue
+            await asyncio.sleep(backoff)
+
+    @staticmethod
+    async def _get_async(client: httpx.AsyncClient, request: dict[str, Any], what: str) -> dict[str, Any]:
+        async with client.stream("GET", **request) as response:
+            _accept(response, what)
+            body = _PageBody(response, what)
+            async for chunk in response.aiter_bytes():
+                body.add(chunk)
+            return body.page()
 
     async def _snapshot_async(self, client: httpx.AsyncClient) -> None:
-        entries: list[object] = []
-        params: dict[str, Any] = {}
-        page: dict[str, Any] = {}
-        for _ in range(_MAX_PAGES):
-            page = await self._get_async(client, "/v1/revocations", params, "snapshot")
-            entries.extend(page.get("entries", []))
-            token = page.get("nextPageToken")
-            if not isinstance(token, str) or not token:
-                break
-            params = {"pageToken": token}
-        cursor = page.get("cursor")
-        self.state.replace(entries, cursor if type(cursor) is int else None)
+        snapshot = _Snapshot()
+        while snapshot.add(await self._get_async(client, self._request("/v1/revocations", snapshot.params),
+                                                 "snapshot")):
+            pass
+        self.state.replace(snapshot.entries, snapshot.cursor)
 
-    async def _poll_async(self, client: httpx.AsyncClient) -> None:
-        params = {"since": self.state.cursor, "wait": self._poll_wait}
-        self._on_poll(await self._get_async(client, "/v1/revocations", params, "long-poll"))
-
-    async def _stream_async(self, client: httpx.AsyncClient) -> bool:
-        parser = _SSEParser()
-        async with client.stream("GET", self._base + "/v1/revocations/stream",
-                                 params={"since": self.state.cursor},
-                                 headers={**self._headers, "Accept": "text/event-stream"}) as response:
-            if response.status_code == 404:
-                logger.warning("revocation feed: no stream endpoint; using long-poll")
-                self._long_poll = True
-                return True
-            self._page(response, b"{}", "stream")
-            self.connections += 1
-            async for line in response.aiter_lines():
-                event = parser.line(line[:_MAX_LINE])
-                if event is not None:
-                    self._on_event(*event)
-        return True
+    async def _stream_async(self, client: httpx.AsyncClient) -> None:
+        parser, reader = _SSEParser(), _LineReader()
+        async with client.stream("GET", **self._stream_request()) as response:
+            if self._stream_missing(response):
+                return
+            async for chunk in response.aiter_bytes():
+                for line in reader.feed(chunk):
+                    event = parser.line(line)
+                    if event is not None:
+                        self._on_event(*event)

@@ -9,7 +9,15 @@ from decimal import Decimal
 from functools import cached_property
 from typing import Any, Literal
 
-from .scopes import Requirement, ScopeSet, parse_amount, parse_base, parse_required, requirement
+from .scopes import (
+    Requirement,
+    ScopeSet,
+    granted_scopes,
+    parse_amount,
+    parse_base,
+    parse_required,
+    requirement,
+)
 
 __all__ = ["Budget", "Grant", "TokenFormat"]
 
@@ -65,7 +73,7 @@ class Grant:
     @cached_property
     def scope_set(self) -> ScopeSet:
         """The granted scopes indexed for requirement checks (built on first use)."""
-        return ScopeSet(self.scopes)
+        return granted_scopes(self.scopes)
 
     @property
     def is_delegated(self) -> bool:

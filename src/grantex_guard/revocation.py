@@ -255,7 +255,8 @@ class RevocationChecker:
                                           async_http_client=async_http_client)
         if api_key is not None and source == "feed":
             self.feed = RevocationFeed(base, api_key, clock=clock, timeout=timeout,
-                                       max_staleness=feed_max_staleness)
+                                       max_staleness=feed_max_staleness, http_client=http_client,
+                                       async_http_client=async_http_client)
         self._flights: dict[str, _Flight] = {}
         self._flights_lock = threading.Lock()
         self._loop_flights: weakref.WeakKeyDictionary[

@@ -36,6 +36,7 @@ __all__ = [
     "Requirement",
     "Scope",
     "ScopeSet",
+    "granted_scopes",
     "parse_amount",
     "parse_base",
     "parse_required",
@@ -345,6 +346,17 @@ class Requirement:
         shown = ", ".join(repr(text) for text in granted.granted) or "(none)"
         detail = f"Unsatisfied: {'; '.join(problems)}. Granted: {shown}."
         raise InsufficientScope(message, detail=detail, required_scopes=self.scope_texts)
+
+
+@functools.lru_cache(maxsize=1024)
+def granted_scopes(granted: tuple[str, ...]) -> ScopeSet:
+    """The ScopeSet of a grant's scopes, shared by every token carrying the same ones.
+
+    Tokens of one grant repeat its scopes, so indexing them once per distinct
+    tuple (bounded: 1024) takes the index off the new-token path. A ScopeSet is
+    never changed after it is built.
+    """
+    return ScopeSet(granted)
 
 
 @functools.lru_cache(maxsize=1024)
