@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import logging
+import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -140,6 +144,32 @@ async def test_the_async_path_shares_redis_too(issuer: LocalIssuer, agent: DPoPA
     with pytest.raises(ProofInvalid):
         worker_b.verify(bound_token, dpop=proof, method="GET", url=URL)
     await store.aclose()
+
+
+def test_the_redis_store_keeps_no_clients_for_event_loops_that_have_closed(
+        redis_url: str) -> None:
+    """Each `asyncio.run` is a new loop: the store serves it and then lets the old loop go."""
+    store = RedisReplayStore(redis_url)
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+    expires_at = time.time() + 60  # Redis's own clock: EXAT
+
+    async def use(run: int, *, close: bool = False) -> None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        assert await store.first_use_async(f"proof-{run}", expires_at)
+        assert not await store.first_use_async(f"proof-{run}", expires_at)
+        if close:
+            await store.aclose()
+
+    for run in range(5):
+        asyncio.run(use(run))
+    gc.collect()
+    # At most the last loop is still held (until another loop uses the store); with one
+    # client kept per loop forever, all five would be.
+    assert sum(loop() is not None for loop in loops) <= 1
+
+    asyncio.run(use(5, close=True))  # still works, and aclose() lets go of the rest
+    gc.collect()
+    assert [loop() for loop in loops] == [None] * 6
 
 
 def test_an_unreachable_replay_store_fails_closed(issuer: LocalIssuer, agent: DPoPAgent,

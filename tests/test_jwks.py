@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -297,6 +299,72 @@ async def test_dripping_server_is_cut_off_at_deadline(
         await lookup(cache, driver)
     assert time.monotonic() - started < 0.3 + 0.5
     assert "timed out" in caught.value.detail
+
+
+@pytest.fixture
+async def ready_clients() -> AsyncIterator[dict[str, Any]]:
+    """HTTP clients built ahead, so that a timed lookup times the fetch, not building one."""
+    with httpx.Client() as client:
+        async with httpx.AsyncClient() as async_client:
+            yield {"http_client": client, "async_http_client": async_client}
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+async def test_headers_just_in_time_then_a_body_dripped_just_in_time_cost_one_timeout(
+    server: JWKSServer, make_cache: MakeCache, ready_clients: dict[str, Any], driver: str
+) -> None:
+    """Every read keeps within `timeout`; the fetch as a whole still gets only `timeout`."""
+    server.delay = 0.55  # the headers come just before the read timeout...
+    server.drip = 0.55  # ...then each byte of body does too
+    cache = make_cache(timeout=0.6, **ready_clients)
+    started = time.monotonic()
+    with pytest.raises(GrantexUnavailable) as caught:
+        await lookup(cache, driver)
+    # Giving up at the first chunk after the deadline would mean waiting for the second
+    # byte of body: delay + drip = 1.1 s at the least. One deadline: 0.6 s.
+    assert time.monotonic() - started < 0.6 + 0.25
+    assert "timed out after 0.6 s" in caught.value.detail
+
+
+@contextlib.contextmanager
+def host_dripping_its_headers(interval: float) -> Iterator[str]:
+    """A JWKS URL whose host sends the status line and headers one byte per `interval`."""
+    answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n"
+              b'{"keys": []}')
+    hang_up = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError), listener.accept()[0] as connection:
+            connection.recv(65536)
+            for byte in answer:
+                if hang_up.wait(interval):
+                    return
+                connection.sendall(bytes([byte]))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/.well-known/jwks.json"
+    finally:
+        hang_up.set()
+        thread.join(5)
+        listener.close()
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+async def test_headers_dripped_byte_by_byte_are_cut_off_at_the_deadline(
+    make_cache: MakeCache, ready_clients: dict[str, Any], driver: str
+) -> None:
+    """No chunk of body ever arrives to check the time against: the deadline still holds."""
+    with host_dripping_its_headers(interval=0.2) as url:  # ~80 bytes: 16 s of headers
+        cache = make_cache(url, timeout=0.3, **ready_clients)
+        started = time.monotonic()
+        with pytest.raises(GrantexUnavailable) as caught:
+            await lookup(cache, driver)
+        assert time.monotonic() - started < 2 * 0.3 + 0.3
+    assert "timed out after 0.3 s" in caught.value.detail
 
 
 def _redirect(server: JWKSServer) -> None:

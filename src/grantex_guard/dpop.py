@@ -8,9 +8,11 @@ to another worker is refused too. A store that cannot answer fails closed.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -224,7 +226,12 @@ class RedisReplayStore:
             raise ValueError("pass a Redis URL, or both client= and async_client=")
         self._url = url
         self._client = client
-        self._async_clients: dict[int, redis.asyncio.Redis] = {}
+        # One client per event loop (a connection pool belongs to the loop that opened it),
+        # keyed by the loop itself: an id() can be reused by a later loop.
+        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
+                                                       redis.asyncio.Redis] = (
+            weakref.WeakKeyDictionary()
+        )
         self._given_async_client = async_client
         self._prefix = prefix
         self._lock = threading.Lock()
@@ -242,18 +249,28 @@ class RedisReplayStore:
     def _async_client(self) -> redis.asyncio.Redis:
         if self._given_async_client is not None:
             return self._given_async_client
-        import asyncio
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            client = self._async_clients.get(loop)
+            if client is None:
+                import redis.asyncio
 
-        import redis.asyncio
-
-        # A connection pool belongs to one event loop: keep one client per loop.
-        loop_id = id(asyncio.get_running_loop())
-        client = self._async_clients.get(loop_id)
-        if client is None:
-            client = redis.asyncio.Redis.from_url(self._url or "", socket_timeout=2,
-                                                  socket_connect_timeout=2)
-            self._async_clients[loop_id] = client
+                self._forget_closed_loops()
+                client = redis.asyncio.Redis.from_url(self._url or "", socket_timeout=2,
+                                                      socket_connect_timeout=2)
+                self._async_clients[loop] = client
         return client
+
+    def _forget_closed_loops(self) -> None:
+        """Drop the clients of loops that have closed (e.g. each `asyncio.run`'s).
+
+        Weak keys alone would not free them: a used client's connections refer to
+        their loop, so the entry keeps its own key alive. Such a client cannot be
+        closed any more (its loop is gone); once dropped, it and its loop are
+        garbage, and collecting the transports closes their sockets.
+        """
+        for loop in [loop for loop in self._async_clients if loop.is_closed()]:
+            del self._async_clients[loop]
 
     def first_use(self, key: str, expires_at: float) -> bool:
         import redis
@@ -280,8 +297,11 @@ class RedisReplayStore:
             self._client.close()
 
     async def aclose(self) -> None:
-        clients, self._async_clients = self._async_clients, {}
-        for client in clients.values():
+        """Close the asyncio client of the running loop; forget those of closed loops."""
+        with self._lock:
+            client = self._async_clients.pop(asyncio.get_running_loop(), None)
+            self._forget_closed_loops()
+        if client is not None:
             await client.aclose()
 
 

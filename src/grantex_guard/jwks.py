@@ -32,12 +32,15 @@ answers from the new state. So N concurrent cold lookups cost one fetch.
 
 Fetches are bounded: one deadline for the whole fetch, no redirects,
 `Accept-Encoding: identity`, status 200 with a JSON media type only, at most
-`max_bytes` of body and `max_keys` entries.
+`max_bytes` of body and `max_keys` entries. (The async driver bounds the fetch
+with `asyncio.wait_for`; the sync one runs it on a worker thread and stops
+waiting at the deadline, since httpx's sync timeouts only bound each read.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import math
 import threading
@@ -471,6 +474,66 @@ class _Body:
         self.data += chunk
 
 
+class _SyncFetch:
+    """One GET on a worker thread, so that the caller stops waiting at the deadline.
+
+    httpx's sync timeouts bound each network operation, not their sum, and cannot be
+    shrunk as the deadline nears: httpcore reads the read timeout once per phase (the
+    headers, the body), so headers sent just in time followed by a body dripped one
+    byte per almost-`timeout` pass every read timeout; and a thread blocked on a socket
+    cannot be interrupted. So the exchange runs on a daemon thread while the caller
+    waits for it until the deadline, then raises TimeoutError (what a timed-out fetch
+    always raised). The worker, told so, drops the connection at its next chunk of
+    body; until then httpx's per-operation timeout (the same `timeout`) bounds it.
+    """
+
+    def __init__(self, client: httpx.Client, url: str, *, timeout: float, max_bytes: int) -> None:
+        self._client = client
+        self._url = url
+        self._timeout = timeout
+        self._max_bytes = max_bytes
+        self._finished = threading.Event()
+        self._abandoned = False
+        self._outcome: bytes | BaseException = TimeoutError()
+
+    def run(self, deadline: float) -> bytes:
+        """The body, or what the exchange raised; TimeoutError once `deadline` passes."""
+        # In a copy of the caller's context, as if called here (e.g. tracing spans).
+        context = contextvars.copy_context()
+        worker = threading.Thread(target=context.run, args=(self._work, deadline),
+                                  name="grantex-guard-jwks-fetch", daemon=True)
+        worker.start()
+        if not self._finished.wait(max(0.0, deadline - time.monotonic())):
+            self._abandoned = True
+            raise TimeoutError
+        outcome, self._outcome = self._outcome, b""  # no cycle through the traceback
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def _work(self, deadline: float) -> None:
+        try:
+            self._outcome = self._download(deadline)
+        except BaseException as exc:  # handed to the caller, who raises it
+            self._outcome = exc
+        finally:
+            self._finished.set()
+
+    def _download(self, deadline: float) -> bytes:
+        with self._client.stream("GET", self._url, headers=_REQUEST_HEADERS,
+                                 follow_redirects=False, timeout=self._timeout) as response:
+            _check_response(response, self._max_bytes)
+            body = _Body(self._max_bytes)
+            # iter_bytes, not iter_raw: with identity encoding they are the same bytes, and
+            # only iter_bytes also serves responses already read into memory (e.g. from an
+            # httpx.MockTransport).
+            for chunk in response.iter_bytes():
+                if self._abandoned or time.monotonic() > deadline:
+                    raise TimeoutError  # the caller has given up, or is about to
+                body.add(chunk)
+        return bytes(body.data)
+
+
 def _parse_body(body: bytes, source: str, max_keys: int) -> KeySet:
     try:
         document = decode_json_object(body)
@@ -582,24 +645,12 @@ class KeyCache:
         return None
 
     def _download_sync(self) -> KeySet:
-        # Real time, not the injected clock: this bounds actual waiting.
-        deadline = time.monotonic() + self._timeout
         client = self._sync_client()
-        with client.stream("GET", self.jwks_uri, headers=_REQUEST_HEADERS,
-                           follow_redirects=False, timeout=self._timeout) as response:
-            _check_response(response, self._max_bytes)
-            body = _Body(self._max_bytes)
-            # httpx's timeout bounds each read, not the total: check the deadline per chunk
-            # so a server dripping bytes is cut off. (iter_bytes, not iter_raw: with identity
-            # encoding they are the same bytes, and only iter_bytes also serves responses
-            # already read into memory, e.g. from an httpx.MockTransport.)
-            for chunk in response.iter_bytes():
-                if time.monotonic() > deadline:
-                    raise TimeoutError
-                body.add(chunk)
-        if time.monotonic() > deadline:
-            raise TimeoutError
-        return _parse_body(bytes(body.data), self.jwks_uri, self._max_keys)
+        # Real time, not the injected clock: this bounds actual waiting. It starts once the
+        # client exists: building one is local, one-time setup (imports, the CA bundle).
+        deadline = time.monotonic() + self._timeout
+        fetch = _SyncFetch(client, self.jwks_uri, timeout=self._timeout, max_bytes=self._max_bytes)
+        return _parse_body(fetch.run(deadline), self.jwks_uri, self._max_keys)
 
     def _sync_client(self) -> httpx.Client:
         if self._user_client is not None:
