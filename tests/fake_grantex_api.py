@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 API_KEY = "gx_test_0123456789"
@@ -124,18 +124,15 @@ class FakeFeed:
         return len(self.entries)
 
 
-class FakeGrantexAPI:
-    def __init__(self, api_key: str = API_KEY) -> None:
-        self.api_key = api_key
-        self.answer = "active"
-        self.answers: dict[str, str] = {}
-        self.retry_after = 30
-        self.delay = 0.0
-        self.calls: Counter[str] = Counter()
-        self.feed = FakeFeed()
+_Server = TypeVar("_Server", bound="LoopbackServer")
+
+
+class LoopbackServer:
+    """A threaded HTTP server on a free 127.0.0.1 port; subclasses supply the handler."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
         self.stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
                                         daemon=True)
@@ -144,6 +141,35 @@ class FakeGrantexAPI:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
+    def start(self: _Server) -> _Server:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self: _Server) -> _Server:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class FakeGrantexAPI(LoopbackServer):
+    def __init__(self, api_key: str = API_KEY) -> None:
+        self.api_key = api_key
+        self.answer = "active"
+        self.answers: dict[str, str] = {}
+        self.retry_after = 30
+        self.delay = 0.0
+        self.calls: Counter[str] = Counter()
+        self.feed = FakeFeed()
+        self._lock = threading.Lock()
+        super().__init__(_handler_for(self))
+
     def count(self, endpoint: str) -> None:
         with self._lock:
             self.calls[endpoint] += 1
@@ -151,22 +177,9 @@ class FakeGrantexAPI:
     def answer_for(self, jti: str | None) -> str:
         return self.answers.get(jti or "", self.answer)
 
-    def start(self) -> FakeGrantexAPI:
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
-        self.stopping.set()
         self.feed.drop()
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> FakeGrantexAPI:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
+        super().stop()
 
 
 def _handler_for(api: FakeGrantexAPI) -> type[BaseHTTPRequestHandler]:

@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,7 +21,7 @@ from grantex_guard.revocation import RevocationChecker
 from grantex_guard.testing import LocalIssuer
 
 from .conftest import API, FakeClock
-from .fake_grantex_api import API_KEY, FakeGrantexAPI, facts, wait_until
+from .fake_grantex_api import API_KEY, FakeGrantexAPI, LoopbackServer, facts, wait_until
 
 
 @pytest.fixture
@@ -360,7 +360,7 @@ def test_long_reads_do_not_depend_on_the_users_client_timeout(api: FakeGrantexAP
 # -- bounded reads -----------------------------------------------------------------------------
 
 
-class HostileAPI:
+class HostileAPI(LoopbackServer):
     """The feed endpoints over real HTTP, each answer taken from a plan per endpoint.
 
     Answers: "page" (the entries, after `since` for a long-poll), "endless_page" (a JSON
@@ -378,16 +378,8 @@ class HostileAPI:
         self.defaults = {"snapshot": "page", "poll": "page", "stream": "events"}
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.sent: list[int] = []
-        self.stopping = threading.Event()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        super().__init__(self._handler())
 
     def publish(self, grant_id: str) -> int:
         with self._lock:
@@ -402,15 +394,6 @@ class HostileAPI:
         with self._lock:
             plan = self.plans[endpoint]
             return plan.pop(0) if plan else self.defaults[endpoint]
-
-    def __enter__(self) -> HostileAPI:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         api = self
