@@ -99,6 +99,23 @@ def test_every_adapter_answers_503_identically_when_jwks_is_unreachable(
     assert len(set(map(repr, observed.values()))) == 1, observed
 
 
+def test_every_adapter_refuses_a_revoked_grant_identically(served_issuer: LocalIssuer) -> None:
+    token = served_issuer.mint(GRANTED, audience=API, grant_id="grnt_revoked")
+    observed = {}
+    with served_issuer.serve() as jwks_url:
+        for name, factory in APPS.items():
+            guard = Guard(issuer=served_issuer.issuer, jwks_uri=jwks_url, audience=API)
+            guard.revoke_locally(grant_id="grnt_revoked")
+            with uvicorn_server(factory(guard)) as base_url:
+                response = httpx.get(base_url + "/calendar", headers=bearer(token))
+            assert (response.status_code, response.json()["error"]) == (401, "TOKEN_REVOKED")
+            challenge = response.headers["www-authenticate"]
+            assert challenge.startswith('Bearer realm="grantex", error="invalid_token"')
+            assert token not in response.text
+            observed[name] = _observed(response)
+    assert len(set(map(repr, observed.values()))) == 1, observed
+
+
 @pytest.mark.parametrize("app_kind", ["starlette middleware", "fastapi security"])
 async def test_a_slow_key_fetch_never_blocks_other_requests(app_kind: str) -> None:
     issuer = LocalIssuer()

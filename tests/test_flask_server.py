@@ -74,6 +74,19 @@ def test_unreachable_jwks_is_503_over_http(server_issuer: LocalIssuer) -> None:
     check_unavailable(response.status_code, response.headers, response.json())
 
 
+def test_a_revoked_grant_is_refused_over_http(server_issuer: LocalIssuer) -> None:
+    token = server_issuer.mint(["calendar:read"], audience=API, grant_id="grnt_revoked")
+    with server_issuer.serve() as jwks_url:
+        guard = Guard(issuer=server_issuer.issuer, jwks_uri=jwks_url, audience=API,
+                      clock=server_issuer.clock)
+        guard.revoke_locally(grant_id="grnt_revoked")
+        with guard, running(matrix_app(guard=guard)) as client:
+            response = client.get("/calendar", headers=bearer(token))
+    assert (response.status_code, response.json()["error"]) == (401, "TOKEN_REVOKED")
+    assert response.headers["www-authenticate"].startswith('Bearer realm="grantex", error="invalid_token"')
+    assert token not in response.text
+
+
 def test_concurrent_requests_share_one_key_fetch() -> None:
     issuer = LocalIssuer("ES256", clock=FakeClock())
     with issuer.serve() as jwks_url:

@@ -264,7 +264,11 @@ class Guard:
 
     def revoke_locally(self, *, jti: str | None = None, grant_id: str | None = None,
                        expires_at: float | None = None) -> None:
-        """Refuse a token (`jti`) or a grant and its delegated grants (`grant_id`) from now on."""
+        """Refuse a token (`jti`) or a grant (`grant_id`) from now on.
+
+        A grant's tokens and those delegated directly from it (`parentGrnt`) are refused;
+        deeper descendants only by the online check or the feed (see SECURITY.md).
+        """
         self._revocation.revoke_locally(jti=jti, grant_id=grant_id, expires_at=expires_at)
 
     def confirm_not_revoked(self, grant: Grant, token: str, *, forced: bool | None = True) -> None:
