@@ -26,7 +26,8 @@ def api() -> Iterator[FakeGrantexAPI]:
 
 def worker(api: FakeGrantexAPI, clock: FakeClock, redis_url: str, **options: Any) -> RevocationChecker:
     return RevocationChecker(issuer="https://issuer.example", api_key=API_KEY, api_base_url=api.url,
-                             clock=clock, timeout=1, store=RedisRevocationStore(redis_url), **options)
+                             clock=clock, timeout=1, store=RedisRevocationStore(redis_url, socket_timeout=2),
+                             **options)
 
 
 def mint(issuer: Any, guard: Guard, **options: Any) -> dict[str, Any]:
@@ -92,6 +93,21 @@ async def test_async_workers_share_answers(api: FakeGrantexAPI, clock: FakeClock
     for checker in workers:
         await checker.aclose()
         await checker.store.aclose()
+
+
+async def test_a_burst_of_async_lookups_shares_a_bounded_set_of_connections(redis_url: str) -> None:
+    import redis as redis_sync
+
+    observer = redis_sync.Redis.from_url(redis_url)
+    before = len(observer.client_list())
+    store = RedisRevocationStore(redis_url, socket_timeout=2, max_connections=4)
+    answers = await asyncio.gather(*(store.lookup_async(f"tok_{n}", f"grnt_{n}", None, 0.0)
+                                     for n in range(200)))
+    opened = len(observer.client_list()) - before
+    await store.aclose()
+    observer.close()
+    assert answers == [None] * 200
+    assert 1 <= opened <= 4
 
 
 def test_webhook_into_redis_refuses_child_tokens_in_every_worker(api: FakeGrantexAPI, clock: FakeClock,

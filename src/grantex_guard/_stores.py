@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import threading
-import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
+
+from ._redis import RedisClients
 
 if TYPE_CHECKING:
     import redis
@@ -151,31 +151,27 @@ class RedisRevocationStore:
     one asyncio client per event loop), a `redis.Redis` (sync only unless
     `async_client` is given) or a `redis.asyncio.Redis` (async only).
     Values carry their deadline, checked against the checker's clock; Redis
-    expires them too (PX), so nothing outlives its token or the TTL.
+    expires them too (PX), so nothing outlives its token or the TTL. Clients
+    made from a URL keep at most `max_connections` connections: a burst waits
+    for a free one (up to `socket_timeout`) instead of opening one per request.
     """
 
     shared = True
 
     def __init__(self, url_or_client: str | redis.Redis | redis.asyncio.Redis, *,
                  async_client: redis.asyncio.Redis | None = None,
-                 prefix: str = "grantex-guard:revocation:", socket_timeout: float = 0.5) -> None:
+                 prefix: str = "grantex-guard:revocation:", socket_timeout: float = 0.5,
+                 max_connections: int = 32) -> None:
         import redis as redis_sync
         import redis.asyncio as redis_async
 
         self._prefix = prefix
-        self._url: str | None = None
-        self._timeout = socket_timeout
+        self._made: RedisClients | None = None
         self._sync: redis_sync.Redis | None = None
-        self._own_sync = False
         self._async_given = async_client
-        self._async_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis_async.Redis] = (
-            weakref.WeakKeyDictionary())
-        self._loop_lock = threading.Lock()
         if isinstance(url_or_client, str):
-            self._url = url_or_client
-            self._sync = redis_sync.Redis.from_url(url_or_client, socket_timeout=socket_timeout,
-                                                   socket_connect_timeout=socket_timeout)
-            self._own_sync = True
+            self._made = RedisClients(url_or_client, timeout=socket_timeout,
+                                      max_connections=max_connections)
         elif isinstance(url_or_client, redis_async.Redis):
             self._async_given = url_or_client
         elif isinstance(url_or_client, redis_sync.Redis):
@@ -203,6 +199,8 @@ class RedisRevocationStore:
         return None
 
     def _client(self) -> redis.Redis:
+        if self._made is not None:
+            return self._made.sync()
         if self._sync is None:
             raise RuntimeError("this RedisRevocationStore was given only an asyncio client")
         return self._sync
@@ -248,23 +246,16 @@ class RedisRevocationStore:
             raise StoreUnavailable(f"redis: {exc}") from None
 
     def close(self) -> None:
-        if self._own_sync and self._sync is not None:
-            self._sync.close()
+        """Close the sync client this store made (given clients are the caller's to close)."""
+        if self._made is not None:
+            self._made.close()
 
     def _async_client(self) -> redis.asyncio.Redis:
         if self._async_given is not None:
             return self._async_given
-        if self._url is None:
+        if self._made is None:
             raise RuntimeError("this RedisRevocationStore has no asyncio client: pass async_client")
-        import redis.asyncio as redis_async
-
-        loop = asyncio.get_running_loop()
-        with self._loop_lock:
-            client = self._async_by_loop.get(loop)
-            if client is None:
-                client = self._async_by_loop[loop] = redis_async.Redis.from_url(
-                    self._url, socket_timeout=self._timeout, socket_connect_timeout=self._timeout)
-        return client
+        return self._made.for_running_loop()
 
     async def lookup_async(self, token_id: str, grant_id: str, parent_grant_id: str | None,
                            now: float) -> str | None:
@@ -305,10 +296,6 @@ class RedisRevocationStore:
 
     async def aclose(self) -> None:
         """Close the asyncio client of the running loop (and the sync one this store made)."""
-        client = None
-        if self._async_given is None and self._url is not None:
-            with self._loop_lock:
-                client = self._async_by_loop.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.aclose()
+        if self._made is not None:
+            await self._made.aclose()
         self.close()

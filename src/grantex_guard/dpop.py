@@ -8,16 +8,15 @@ to another worker is refused too. A store that cannot answer fails closed.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import threading
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
+from ._redis import RedisClients
 from .errors import GrantexUnavailable, ProofInvalid, TokenInvalid
 from .jose import b64url_encode, split_compact
 from .jwks import key_from_jwk
@@ -221,56 +220,27 @@ class RedisReplayStore:
 
     def __init__(self, url: str | None = None, *, client: redis.Redis | None = None,
                  async_client: redis.asyncio.Redis | None = None,
-                 prefix: str = "grantex:dpop:") -> None:
+                 prefix: str = "grantex:dpop:", socket_timeout: float = 2,
+                 max_connections: int = 32) -> None:
         if url is None and (client is None or async_client is None):
             raise ValueError("pass a Redis URL, or both client= and async_client=")
-        self._url = url
+        self._made = (RedisClients(url, timeout=socket_timeout, max_connections=max_connections)
+                      if url is not None else None)
         self._client = client
-        # One client per event loop (a connection pool belongs to the loop that opened it),
-        # keyed by the loop itself: an id() can be reused by a later loop.
-        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
-                                                       redis.asyncio.Redis] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._given_async_client = async_client
+        self._async_client_given = async_client
         self._prefix = prefix
-        self._lock = threading.Lock()
 
     def _sync_client(self) -> redis.Redis:
-        if self._client is None:
-            import redis
-
-            with self._lock:
-                if self._client is None:
-                    self._client = redis.Redis.from_url(self._url or "", socket_timeout=2,
-                                                        socket_connect_timeout=2)
-        return self._client
+        if self._client is not None:
+            return self._client
+        assert self._made is not None  # a URL was given (checked in __init__)
+        return self._made.sync()
 
     def _async_client(self) -> redis.asyncio.Redis:
-        if self._given_async_client is not None:
-            return self._given_async_client
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            client = self._async_clients.get(loop)
-            if client is None:
-                import redis.asyncio
-
-                self._forget_closed_loops()
-                client = redis.asyncio.Redis.from_url(self._url or "", socket_timeout=2,
-                                                      socket_connect_timeout=2)
-                self._async_clients[loop] = client
-        return client
-
-    def _forget_closed_loops(self) -> None:
-        """Drop the clients of loops that have closed (e.g. each `asyncio.run`'s).
-
-        Weak keys alone would not free them: a used client's connections refer to
-        their loop, so the entry keeps its own key alive. Such a client cannot be
-        closed any more (its loop is gone); once dropped, it and its loop are
-        garbage, and collecting the transports closes their sockets.
-        """
-        for loop in [loop for loop in self._async_clients if loop.is_closed()]:
-            del self._async_clients[loop]
+        if self._async_client_given is not None:
+            return self._async_client_given
+        assert self._made is not None
+        return self._made.for_running_loop()
 
     def first_use(self, key: str, expires_at: float) -> bool:
         import redis
@@ -293,16 +263,14 @@ class RedisReplayStore:
         return bool(created)
 
     def close(self) -> None:
-        if self._client is not None and self._url is not None:
-            self._client.close()
+        """Close the sync client made from the URL (given clients are the caller's to close)."""
+        if self._made is not None:
+            self._made.close()
 
     async def aclose(self) -> None:
         """Close the asyncio client of the running loop; forget those of closed loops."""
-        with self._lock:
-            client = self._async_clients.pop(asyncio.get_running_loop(), None)
-            self._forget_closed_loops()
-        if client is not None:
-            await client.aclose()
+        if self._made is not None:
+            await self._made.aclose()
 
 
 def _unavailable(exc: BaseException) -> GrantexUnavailable:
