@@ -340,6 +340,8 @@ class Guard:
             return scopes
         if isinstance(scopes, str) or isinstance(any_scopes, str):
             raise TypeError("scopes must be a list of scope strings, not a single string")
+        if not scopes and not any_scopes:  # the common "any valid grant" call, kept cheap
+            return _NO_REQUIREMENT
         return requirement(tuple(scopes), tuple(any_scopes))
 
     def _cached(self, token: str) -> tuple[bytes | None, _Verified | None]:
@@ -541,6 +543,9 @@ def _ago(seconds: float) -> str:
         if seconds >= size:
             return f"{seconds / size:.0f} {unit}"
     return f"{seconds:.0f} s"
+
+
+_NO_REQUIREMENT = requirement((), ())
 
 
 def _replayed() -> ProofInvalid:
