@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from grantex_guard import GrantexUnavailable, Guard, ProofInvalid, ProofRequired
+from grantex_guard import GrantexUnavailable, Guard, ProofInvalid, ProofRequired, dpop
 from grantex_guard.dpop import MemoryReplayStore, RedisReplayStore, normalize_url
 from grantex_guard.testing import DPoPAgent, LocalIssuer
 
@@ -259,3 +259,35 @@ def test_memory_replay_store_forgets_expired_proofs(clock: FakeClock) -> None:
 )
 def test_normalize_url(url: str, normal: str) -> None:
     assert normalize_url(url) == normal
+
+
+def test_an_agents_key_is_parsed_once_for_all_its_proofs(issuer: LocalIssuer, guard: Guard, agent: DPoPAgent,
+                                                         bound_token: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    parsed: list[str] = []
+    real = dpop.key_from_jwk
+    monkeypatch.setattr(dpop, "_PROOF_KEYS", {})
+    monkeypatch.setattr(dpop, "key_from_jwk", lambda *args, **kw: parsed.append("jwk") or real(*args, **kw))
+    for _ in range(3):
+        verify(guard, bound_token, agent.proof("GET", URL, bound_token))
+    assert parsed == ["jwk"]
+
+
+def test_the_proof_key_cache_is_bounded(issuer: LocalIssuer, guard: Guard, clock: FakeClock,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dpop, "_PROOF_KEYS", {})
+    monkeypatch.setattr(dpop, "_PROOF_KEY_CACHE_SIZE", 3)
+    for _ in range(5):
+        agent = DPoPAgent(clock=clock)
+        token = issuer.mint(["calendar:read"], audience=API, bound_to=agent.thumbprint)
+        verify(guard, token, agent.proof("GET", URL, token))
+        assert len(dpop._PROOF_KEYS) <= 3
+
+
+def test_a_cached_key_still_must_match_the_tokens_binding(issuer: LocalIssuer, guard: Guard, clock: FakeClock,
+                                                          agent: DPoPAgent, bound_token: str) -> None:
+    verify(guard, bound_token, agent.proof("GET", URL, bound_token))  # the agent's key is now cached
+    other = DPoPAgent(clock=clock)
+    token_for_other = issuer.mint(["calendar:read"], audience=API, bound_to=other.thumbprint)
+    with pytest.raises(ProofInvalid):
+        verify(guard, token_for_other, agent.proof("GET", URL, token_for_other))

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from ._redis import RedisClients
 from .errors import GrantexUnavailable, ProofInvalid, TokenInvalid
 from .jose import b64url_encode, split_compact
-from .jwks import key_from_jwk
+from .jwks import VerificationKey, key_from_jwk
 
 if TYPE_CHECKING:
     import redis
@@ -89,10 +89,31 @@ def _proof_key(header: dict[str, Any]) -> tuple[str, Any]:
         raise _invalid("the header carries no public jwk")
     if _PRIVATE_MEMBERS & jwk.keys():
         raise _invalid("the header's jwk contains private key members")
-    try:
-        return alg, key_from_jwk(jwk, alg, source="DPoP proof")
-    except ValueError as exc:
-        raise _invalid(f"unusable jwk: {exc}") from None
+    cache_key = _jwk_cache_key(alg, jwk)
+    key = _PROOF_KEYS.get(cache_key) if cache_key is not None else None
+    if key is None:
+        try:
+            key = key_from_jwk(jwk, alg, source="DPoP proof")
+        except ValueError as exc:
+            raise _invalid(f"unusable jwk: {exc}") from None
+        if cache_key is not None:
+            if len(_PROOF_KEYS) >= _PROOF_KEY_CACHE_SIZE:
+                _PROOF_KEYS.clear()
+            _PROOF_KEYS[cache_key] = key
+    return alg, key
+
+
+# An agent signs every proof with one key: parsing its jwk (decoding, building the key,
+# taking the thumbprint) once per distinct jwk takes that off each request. Bounded.
+_PROOF_KEY_CACHE_SIZE = 1024
+_PROOF_KEYS: dict[tuple[str, tuple[tuple[str, str], ...]], VerificationKey] = {}
+
+
+def _jwk_cache_key(alg: str, jwk: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]] | None:
+    """The jwk exactly as sent, when every member is a string (anything else is not cached)."""
+    if len(jwk) > 8 or not all(isinstance(value, str) for value in jwk.values()):
+        return None
+    return alg, tuple(sorted(jwk.items()))
 
 
 def _claim(claims: dict[str, Any], name: str) -> str:
