@@ -2,11 +2,14 @@
 
     python benchmarks/verify.py [--rounds 7] [--n 2000]
 
-Prints median microseconds per verification (median over rounds) for:
+Prints median microseconds per verification for:
   - the floor: one RSA-2048 signature check with `cryptography`
   - PyJWT `jwt.decode` with a known key, and PyJWT `PyJWKClient` + decode
-  - Guard.verify on a new token each time (keys cached) and on a repeated token
+  - Guard.verify on a new token each time (keys cached), on a repeated token, and on a
+    new DPoP-bound token with its proof
   - the official `grantex` SDK's `verify_grant_token` (if installed: pip install grantex)
+Rounds are interleaved (each round runs every verifier once) and each ratio is the
+median of the ratios measured within a round, so a noisy moment hits both sides.
 and, for 100 concurrent cold verifications (threads) per verifier, how many
 JWKS fetches each one made. The JWKS is served over HTTP on 127.0.0.1.
 The machine is shared and noisy: read the ratios, not the absolute numbers.
@@ -28,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
@@ -40,17 +44,47 @@ from grantex_guard.testing import DPoPAgent, LocalIssuer
 
 AUDIENCE = "https://api.example.com"
 SCOPES = ["calendar:read", "payments:initiate:max_500"]
+FLOOR = "RSA-2048 signature check (cryptography): the floor"
+PYJWT = "PyJWT jwt.decode, key known"
+NEW = "Guard.verify, new token each time"
+REPEATED = "Guard.verify, repeated token (cache hit)"
+BOUND = "Guard.verify, new DPoP-bound token + proof"
+OFFICIAL = "official grantex SDK verify_grant_token"
 
 
-def per_call_us(run: Callable[[int], None], n: int, rounds: int) -> float:
-    """Median over rounds of the mean microseconds per call in a round of n calls."""
-    run(max(1, n // 10))  # warm-up
-    samples = []
+@dataclass
+class Workload:
+    """`run(count)` makes count verifications; `prepare()` (untimed) runs before each round."""
+
+    name: str
+    run: Callable[[int], None]
+    n: int
+    prepare: Callable[[], None] = lambda: None
+
+
+def sample_us(workload: Workload) -> float:
+    """Mean microseconds per call over one round of `workload.n` calls."""
+    workload.prepare()
+    start = time.perf_counter()
+    workload.run(workload.n)
+    return (time.perf_counter() - start) / workload.n * 1e6
+
+
+def measure(workloads: Sequence[Workload], rounds: int) -> dict[str, list[float]]:
+    """Interleaved rounds: each round samples every workload once, so a noisy moment
+    on the shared machine weighs on all of them alike and per-round ratios stay fair."""
+    for workload in workloads:  # warm-up
+        workload.prepare()
+        workload.run(max(1, workload.n // 10))
+    samples: dict[str, list[float]] = {workload.name: [] for workload in workloads}
     for _ in range(rounds):
-        start = time.perf_counter()
-        run(n)
-        samples.append((time.perf_counter() - start) / n * 1e6)
-    return statistics.median(samples)
+        for workload in workloads:
+            samples[workload.name].append(sample_us(workload))
+    return samples
+
+
+def median_ratio(samples: dict[str, list[float]], numerator: str, denominator: str) -> float:
+    return statistics.median(a / b for a, b in zip(samples[numerator], samples[denominator], strict=True))
 
 
 def cycle(items: Sequence[str]) -> Callable[[], str]:
@@ -63,7 +97,7 @@ def cycle(items: Sequence[str]) -> Callable[[], str]:
     return next_item
 
 
-def bench_floor(issuer: LocalIssuer, n: int, rounds: int) -> float:
+def floor_workload(issuer: LocalIssuer, n: int) -> Workload:
     key = issuer.key.private_key
     assert isinstance(key, rsa.RSAPrivateKey)
     public = key.public_key()
@@ -74,10 +108,10 @@ def bench_floor(issuer: LocalIssuer, n: int, rounds: int) -> float:
         for _ in range(count):
             public.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
 
-    return per_call_us(run, n, rounds)
+    return Workload(FLOOR, run, n)
 
 
-def bench_pyjwt(issuer: LocalIssuer, tokens: Sequence[str], n: int, rounds: int) -> float:
+def pyjwt_workload(issuer: LocalIssuer, tokens: Sequence[str], n: int) -> Workload:
     public = issuer.key.private_key.public_key()
     next_token = cycle(tokens)
 
@@ -86,11 +120,10 @@ def bench_pyjwt(issuer: LocalIssuer, tokens: Sequence[str], n: int, rounds: int)
             jwt.decode(next_token(), public, algorithms=["RS256"], audience=AUDIENCE,
                        issuer=issuer.issuer)
 
-    return per_call_us(run, n, rounds)
+    return Workload(PYJWT, run, n)
 
 
-def bench_pyjwk_client(issuer: LocalIssuer, url: str, tokens: Sequence[str], n: int,
-                       rounds: int) -> float:
+def pyjwk_client_workload(issuer: LocalIssuer, url: str, tokens: Sequence[str], n: int) -> Workload:
     client = jwt.PyJWKClient(url, cache_keys=True)
     next_token = cycle(tokens)
 
@@ -100,10 +133,10 @@ def bench_pyjwk_client(issuer: LocalIssuer, url: str, tokens: Sequence[str], n: 
             key = client.get_signing_key_from_jwt(token)
             jwt.decode(token, key.key, algorithms=["RS256"], audience=AUDIENCE, issuer=issuer.issuer)
 
-    return per_call_us(run, n, rounds)
+    return Workload("PyJWT PyJWKClient + jwt.decode", run, n)
 
 
-def bench_guard(guard: Guard, tokens: Sequence[str], n: int, rounds: int) -> float:
+def guard_workload(name: str, guard: Guard, tokens: Sequence[str], n: int) -> Workload:
     next_token = cycle(tokens)
     required = ["calendar:read"]
 
@@ -111,18 +144,19 @@ def bench_guard(guard: Guard, tokens: Sequence[str], n: int, rounds: int) -> flo
         for _ in range(count):
             guard.verify(next_token(), scopes=required)
 
-    return per_call_us(run, n, rounds)
+    return Workload(name, run, n)
 
 
-def bench_dpop(issuer: LocalIssuer, guard: Guard, n: int, rounds: int) -> float:
+def dpop_workload(issuer: LocalIssuer, guard: Guard, n: int) -> Workload:
     """New bound tokens, each with a fresh proof: two signature checks per verification."""
     agent = DPoPAgent()
     url = "https://api.example.com/calendar"
-    requests = []
-    for _ in range(n):
-        token = issuer.mint(SCOPES, audience=AUDIENCE, bound_to=agent.thumbprint)
-        requests.append((token, agent.proof("GET", url, token)))
+    tokens = [issuer.mint(SCOPES, audience=AUDIENCE, bound_to=agent.thumbprint) for _ in range(n)]
+    requests: list[tuple[str, str]] = []
     position = {"i": 0}
+
+    def prepare() -> None:  # a proof is single-use: sign new ones for each round
+        requests[:] = [(token, agent.proof("GET", url, token)) for token in tokens]
 
     def run(count: int) -> None:
         for _ in range(count):
@@ -130,25 +164,7 @@ def bench_dpop(issuer: LocalIssuer, guard: Guard, n: int, rounds: int) -> float:
             token, proof = requests[position["i"]]
             guard.verify(token, scopes=["calendar:read"], dpop=proof, method="GET", url=url)
 
-    # A proof is single-use: rebuild the pool's proofs between rounds instead of replaying them.
-    def fresh_round(count: int) -> None:
-        for index, (token, _) in enumerate(requests):
-            requests[index] = (token, agent.proof("GET", url, token))
-        run(count)
-
-    return per_call_us_with_setup(fresh_round, run, n, rounds)
-
-
-def per_call_us_with_setup(setup_and_run: Callable[[int], None], run: Callable[[int], None], n: int,
-                           rounds: int) -> float:
-    """Like per_call_us, timing only `run` after an untimed refresh of single-use inputs."""
-    samples = []
-    for _ in range(rounds):
-        setup_and_run(0)
-        start = time.perf_counter()
-        run(n)
-        samples.append((time.perf_counter() - start) / n * 1e6)
-    return statistics.median(samples)
+    return Workload(BOUND, run, n, prepare)
 
 
 def official_sdk() -> Any | None:
@@ -159,8 +175,7 @@ def official_sdk() -> Any | None:
     return grantex
 
 
-def bench_official(sdk: Any, issuer: LocalIssuer, url: str, tokens: Sequence[str], n: int,
-                   rounds: int) -> float:
+def official_workload(sdk: Any, issuer: LocalIssuer, url: str, tokens: Sequence[str], n: int) -> Workload:
     options = sdk.VerifyGrantTokenOptions(jwks_uri=url, audience=AUDIENCE, issuer=issuer.issuer,
                                           required_scopes=["calendar:read"])
     next_token = cycle(tokens)
@@ -169,7 +184,7 @@ def bench_official(sdk: Any, issuer: LocalIssuer, url: str, tokens: Sequence[str
         for _ in range(count):
             sdk.verify_grant_token(next_token(), options)
 
-    return per_call_us(run, n, rounds)
+    return Workload(OFFICIAL, run, n)
 
 
 def cold_burst_fetches(verify: Callable[[str], object], server: JwksServer, token: str,
@@ -195,46 +210,38 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     issuer = LocalIssuer("RS256")
     tokens = [issuer.mint(SCOPES, audience=AUDIENCE) for _ in range(args.n)]
-    v1_issuer = issuer  # the official SDK reads the same standard tokens
     sdk = official_sdk()
-    rows: list[tuple[str, float]] = []
     with JwksServer(issuer.jwks()) as server:
         url = server.url
-        rows.append(("RSA-2048 signature check (cryptography): the floor",
-                     bench_floor(issuer, args.n, args.rounds)))
-        rows.append(("PyJWT jwt.decode, key known", bench_pyjwt(issuer, tokens, args.n, args.rounds)))
-        rows.append(("PyJWT PyJWKClient + jwt.decode",
-                     bench_pyjwk_client(issuer, url, tokens, args.n, args.rounds)))
         guard = Guard(issuer=issuer.issuer, jwks_uri=url, audience=AUDIENCE,
                       token_cache_size=args.n // 4)
-        rows.append(("Guard.verify, new token each time",
-                     bench_guard(guard, tokens, args.n, args.rounds)))
-        rows.append(("Guard.verify, repeated token (cache hit)",
-                     bench_guard(guard, tokens[:1], args.n, args.rounds)))
-        rows.append(("Guard.verify, new DPoP-bound token + proof",
-                     bench_dpop(issuer, guard, args.n, args.rounds)))
-        if sdk is not None:
-            rows.append(("official grantex SDK verify_grant_token",
-                         bench_official(sdk, v1_issuer, url, tokens, args.n // 4, args.rounds)))
+        workloads = [
+            floor_workload(issuer, args.n),
+            pyjwt_workload(issuer, tokens, args.n),
+            pyjwk_client_workload(issuer, url, tokens, args.n),
+            guard_workload(NEW, guard, tokens, args.n),
+            guard_workload(REPEATED, guard, tokens[:1], args.n),
+            dpop_workload(issuer, guard, args.n),
+        ]
+        if sdk is not None:  # the official SDK reads the same standard tokens
+            workloads.append(official_workload(sdk, issuer, url, tokens, args.n // 4))
+        samples = measure(workloads, args.rounds)
 
-    floor = rows[0][1]
     python = sys.version.split()[0]
-    print(f"\nmedian of {args.rounds} rounds x {args.n} verifications, Python {python}\n")
+    print(f"\nmedians of {args.rounds} interleaved rounds x {args.n} verifications, Python {python}; "
+          "ratios are medians of per-round ratios\n")
     print("| verifier | µs / verification | x floor |")
     print("|---|---:|---:|")
-    for name, micros in rows:
-        print(f"| {name} | {micros:.1f} | {micros / floor:.2f} |")
-    by_name = dict(rows)
-    new_token = by_name["Guard.verify, new token each time"]
+    for workload in workloads:
+        micros = statistics.median(samples[workload.name])
+        print(f"| {workload.name} | {micros:.1f} | {median_ratio(samples, workload.name, FLOOR):.2f} |")
     print()
-    print(f"Guard new token vs jwt.decode: {by_name['PyJWT jwt.decode, key known'] / new_token:.2f}x faster")
+    print(f"Guard new token vs jwt.decode: {median_ratio(samples, PYJWT, NEW):.2f}x faster")
     if sdk is not None:
-        official = by_name["official grantex SDK verify_grant_token"]
-        print(f"Guard new token vs official SDK: {official / new_token:.2f}x faster")
-    repeated = by_name["Guard.verify, repeated token (cache hit)"]
-    print(f"Guard repeated token: {repeated / floor:.2f}x the floor")
-    bound = by_name["Guard.verify, new DPoP-bound token + proof"]
-    print(f"Guard new bound token + DPoP proof vs new bearer token: {bound / new_token:.2f}x")
+        print(f"Guard new token vs official SDK: {median_ratio(samples, OFFICIAL, NEW):.2f}x faster")
+    print(f"Guard new token: {median_ratio(samples, NEW, FLOOR):.2f}x the floor")
+    print(f"Guard repeated token: {median_ratio(samples, REPEATED, FLOOR):.2f}x the floor")
+    print(f"Guard new bound token + DPoP proof vs new bearer token: {median_ratio(samples, BOUND, NEW):.2f}x")
 
     print("\nJWKS fetches for 100 concurrent cold verifications (threads, JWKS answers in 50 ms):\n")
     print("| verifier | fetches |")
