@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
@@ -51,6 +52,9 @@ class _Verified(NamedTuple):
     expires: int
     key_epoch: int
     cache_until: float
+    # Whether the configured audience and delegation limit admit it: both depend only on
+    # the token and this guard, so a cached token is not checked against them again.
+    fits_config: bool
 
 
 class Guard:
@@ -121,9 +125,10 @@ class Guard:
         self._algorithms = frozenset(config.algorithms)
         self._accepted_types = _LENIENT_TYPES if config.legacy_claims else _STRICT_TYPES
         # LRU-bounded in size; each entry carries its own deadline, checked on every read.
-        self._cache: LRUCache[bytes, _Verified] | None = None
-        if config.token_cache_size:
-            self._cache = LRUCache(config.token_cache_size)
+        # Least recently used first; an OrderedDict moves and evicts in C, under the lock.
+        self._cache: OrderedDict[bytes, _Verified] | None = (
+            OrderedDict() if config.token_cache_size else None)
+        self._cache_size = config.token_cache_size
         self._cache_lock = threading.Lock()
         self._headers: dict[bytes, tuple[str, str | None]] = {}
         self._max_bytes = config.max_token_bytes
@@ -349,13 +354,15 @@ class Guard:
         if self._cache is None or not isinstance(token, str) or len(token) > self._max_bytes:
             return None, None
         key = _cache_key(token)
+        cache = self._cache
         with self._cache_lock:
-            verified = self._cache.get(key)
+            verified = cache.get(key)
             if verified is None:
                 return key, None
             if verified.cache_until <= self._clock() or verified.key_epoch != self._keys.key_epoch:
-                del self._cache[key]
+                del cache[key]
                 return key, None
+            cache.move_to_end(key)
         return key, verified
 
     def _read_header(self, token: str) -> tuple[CompactToken, str | None, str]:
@@ -402,10 +409,14 @@ class Guard:
         self._check_issuer(claims)
         grant = self._read_claims(claims, issued, expires)
         verified = _Verified(grant, expires, self._keys.key_epoch,
-                             min(float(expires), now + self.config.jwks_ttl))
-        if self._cache is not None and cache_key is not None:
+                             min(float(expires), now + self.config.jwks_ttl), self._fits_config(grant))
+        cache = self._cache
+        if cache is not None and cache_key is not None:
             with self._cache_lock:
-                self._cache[cache_key] = verified
+                cache[cache_key] = verified
+                cache.move_to_end(cache_key)
+                if len(cache) > self._cache_size:
+                    cache.popitem(last=False)
         return verified
 
     @staticmethod
@@ -454,9 +465,19 @@ class Guard:
         grant = verified.grant
         if self._clock() > verified.expires + self.config.leeway:
             raise _expired(verified.expires, self._clock())
+        if audience is None and verified.fits_config:
+            return grant
         self.check_audience(grant, audience)
         self._check_delegation(grant)
         return grant
+
+    def _fits_config(self, grant: Grant) -> bool:
+        try:
+            self.check_audience(grant)
+            self._check_delegation(grant)
+        except GuardError:
+            return False  # _authorize raises the precise error on every use
+        return True
 
     def _check_delegation(self, grant: Grant) -> None:
         if grant.delegation_depth > self.config.max_delegation_depth:
