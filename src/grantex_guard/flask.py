@@ -156,7 +156,7 @@ def _authenticate(required: Requirement, audience: str | Sequence[str] | None,
         audience=audience,
         dpop=credentials.proof,
         method=request.method,
-        url=request_url(request.url, request.headers.get, guard.config),
+        url=request_url(request.url, request.headers.get, guard.config) if credentials.proof else None,
         revocation=revocation,
     )
     g.grant = grant

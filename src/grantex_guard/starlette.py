@@ -120,13 +120,27 @@ def read_request_credentials(
     With `token_extractor` the token comes from it; the DPoP proof is always
     the `DPoP` header, and its presence makes the token a DPoP presentation.
     """
-    headers = conn.headers
+    authorization, proofs = _raw_credentials(conn.scope)
     if token_extractor is None:
-        return read_credentials(headers.get("authorization"), headers.getlist("dpop"))
+        return read_credentials(authorization, proofs)
     token = token_extractor(conn)
     if not token:
         raise TokenMissing()
-    return extracted_credentials(token, headers.getlist("dpop"))
+    return extracted_credentials(token, proofs)
+
+
+def _raw_credentials(scope: Scope) -> tuple[str | None, list[str]]:
+    """The first Authorization header and every DPoP header, in one pass over the raw
+    ASGI headers (names arrive lower-cased; values are latin-1, as Starlette reads them)."""
+    authorization: str | None = None
+    proofs: list[str] = []
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            if authorization is None:
+                authorization = value.decode("latin-1")
+        elif name == b"dpop":
+            proofs.append(value.decode("latin-1"))
+    return authorization, proofs
 
 
 async def verify_connection(
@@ -147,7 +161,8 @@ async def verify_connection(
         scopes=scopes,
         dpop=credentials.proof,
         method=conn.scope.get("method", "GET"),
-        url=request_url(str(conn.url), conn.headers.get, guard.config),
+        # Only a proof names the URL; building it costs as much as a cached verification.
+        url=request_url(str(conn.url), conn.headers.get, guard.config) if credentials.proof else None,
         revocation=revocation,
     )
     return grant, credentials.token

@@ -39,7 +39,8 @@ def verify_request(request: HttpRequest, required: Requirement = _NOTHING,
     credentials = credentials or read_request_credentials(request)
     guard = guard or get_guard()
     return guard.verify(credentials.token, scopes=required, dpop=credentials.proof,
-                        method=request.method, url=_url(request, guard), revocation=revocation)
+                        method=request.method, url=_url(request, guard, credentials),
+                        revocation=revocation)
 
 
 async def verify_request_async(request: HttpRequest, required: Requirement = _NOTHING,
@@ -50,7 +51,7 @@ async def verify_request_async(request: HttpRequest, required: Requirement = _NO
     credentials = credentials or read_request_credentials(request)
     guard = guard or get_guard()
     return await guard.verify_async(credentials.token, scopes=required, dpop=credentials.proof,
-                                    method=request.method, url=_url(request, guard),
+                                    method=request.method, url=_url(request, guard, credentials),
                                     revocation=revocation)
 
 
@@ -68,8 +69,11 @@ async def confirm_not_revoked_async(request: HttpRequest, grant: Grant) -> None:
     await get_guard().confirm_not_revoked_async(grant, read_request_credentials(request).token)
 
 
-def _url(request: HttpRequest, guard: Guard) -> str:
-    """The URL a DPoP proof names (Django's own proxy settings apply, then ours)."""
+def _url(request: HttpRequest, guard: Guard, credentials: Credentials) -> str | None:
+    """The URL a DPoP proof names (Django's own proxy settings apply, then ours); only a
+    request carrying a proof needs it."""
+    if not credentials.proof:
+        return None
     return request_url(request.build_absolute_uri(), request.headers.get, guard.config)
 
 
