@@ -139,4 +139,4 @@ async def test_a_slow_key_fetch_never_blocks_other_requests(app_kind: str) -> No
                 response = await protected
     assert response.status_code == 200
     assert time.monotonic() - started >= 1.0
-    assert max(latencies) < 0.1, latencies
+    assert max(latencies) < 0.5, latencies  # a blocked loop would hold them for the 1 s fetch
