@@ -267,6 +267,7 @@ def test_an_agents_key_is_parsed_once_for_all_its_proofs(issuer: LocalIssuer, gu
     parsed: list[str] = []
     real = dpop.key_from_jwk
     monkeypatch.setattr(dpop, "_PROOF_KEYS", {})
+    monkeypatch.setattr(dpop, "_PROOF_HEADERS", {})
     monkeypatch.setattr(dpop, "key_from_jwk", lambda *args, **kw: parsed.append("jwk") or real(*args, **kw))
     for _ in range(3):
         verify(guard, bound_token, agent.proof("GET", URL, bound_token))
@@ -276,12 +277,14 @@ def test_an_agents_key_is_parsed_once_for_all_its_proofs(issuer: LocalIssuer, gu
 def test_the_proof_key_cache_is_bounded(issuer: LocalIssuer, guard: Guard, clock: FakeClock,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dpop, "_PROOF_KEYS", {})
+    monkeypatch.setattr(dpop, "_PROOF_HEADERS", {})
     monkeypatch.setattr(dpop, "_PROOF_KEY_CACHE_SIZE", 3)
     for _ in range(5):
         agent = DPoPAgent(clock=clock)
         token = issuer.mint(["calendar:read"], audience=API, bound_to=agent.thumbprint)
         verify(guard, token, agent.proof("GET", URL, token))
         assert len(dpop._PROOF_KEYS) <= 3
+        assert len(dpop._PROOF_HEADERS) <= 3
 
 
 def test_a_cached_key_still_must_match_the_tokens_binding(issuer: LocalIssuer, guard: Guard, clock: FakeClock,
@@ -291,3 +294,18 @@ def test_a_cached_key_still_must_match_the_tokens_binding(issuer: LocalIssuer, g
     token_for_other = issuer.mint(["calendar:read"], audience=API, bound_to=other.thumbprint)
     with pytest.raises(ProofInvalid):
         verify(guard, token_for_other, agent.proof("GET", URL, token_for_other))
+
+
+def test_an_agents_proof_header_is_checked_once_but_every_signature_is(
+        guard: Guard, agent: DPoPAgent, bound_token: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    checked: list[str] = []
+    real = dpop._proof_key
+    monkeypatch.setattr(dpop, "_PROOF_HEADERS", {})
+    monkeypatch.setattr(dpop, "_proof_key", lambda header: checked.append("header") or real(header))
+    verify(guard, bound_token, agent.proof("GET", URL, bound_token))
+    good = agent.proof("GET", URL, bound_token)
+    forged = good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")
+    with pytest.raises(ProofInvalid):
+        verify(guard, bound_token, forged)
+    verify(guard, bound_token, good)
+    assert checked == ["header"]

@@ -8,6 +8,7 @@ to another worker is refused too. A store that cannot answer fails closed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import threading
@@ -61,6 +62,7 @@ def access_token_hash(token: str) -> str:
     return b64url_encode(hashlib.sha256(token.encode("ascii")).digest())
 
 
+@functools.lru_cache(maxsize=1024)  # a pure function of a short string: the same URLs recur
 def normalize_url(url: str) -> str:
     """Scheme and host lower-cased, default port dropped, query and fragment removed."""
     parts = urlsplit(url)
@@ -107,6 +109,9 @@ def _proof_key(header: dict[str, Any]) -> tuple[str, Any]:
 # taking the thumbprint) once per distinct jwk takes that off each request. Bounded.
 _PROOF_KEY_CACHE_SIZE = 1024
 _PROOF_KEYS: dict[tuple[str, tuple[tuple[str, str], ...]], VerificationKey] = {}
+# And an agent's proofs repeat one header byte for byte: an accepted header's key by its
+# encoding skips decoding and checking it again. Only accepted headers are kept.
+_PROOF_HEADERS: dict[bytes, VerificationKey] = {}
 
 
 def _jwk_cache_key(alg: str, jwk: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]] | None:
@@ -157,10 +162,14 @@ def check_proof(proof: str, *, access_token: str, thumbprint: str, method: str, 
     """
     try:
         compact = split_compact(proof, _MAX_PROOF_BYTES)
-        header = compact.header()
+        key = _PROOF_HEADERS.get(compact.header_b64)
+        if key is None:
+            _, key = _proof_key(compact.header())
+            if len(_PROOF_HEADERS) >= _PROOF_KEY_CACHE_SIZE:
+                _PROOF_HEADERS.clear()
+            _PROOF_HEADERS[compact.header_b64] = key
     except TokenInvalid as exc:
         raise _invalid(f"it is not a compact JWS ({exc.detail})") from None
-    _, key = _proof_key(header)
     if not key.verify(compact.signing_input, compact.signature):
         raise _invalid("its signature does not verify with its jwk")
     try:
