@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from grantex_guard import Guard
 from grantex_guard.testing import LocalIssuer
@@ -11,6 +13,13 @@ from .redis_server import RedisServer
 
 API = "https://api.example.com"
 NOW = 1_800_000_000.0
+
+# The suite is a specification: the same examples every run, so CI never fails by luck.
+# `HYPOTHESIS_PROFILE=explore python -m pytest tests/test_properties.py` searches anew
+# (and fuzz/ runs open-ended searches).
+settings.register_profile("repeatable", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 class FakeClock:
