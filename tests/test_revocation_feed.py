@@ -214,18 +214,31 @@ def test_reconnects_with_the_cursor_after_a_drop(api: FakeGrantexAPI, feed_check
         feed_checker.check(**args)
 
 
-def test_garbage_events_are_ignored(api: FakeGrantexAPI, feed_checker: RevocationChecker,
-                                    issuer: LocalIssuer, guard: Guard) -> None:
+def test_entries_it_does_not_understand_are_skipped(api: FakeGrantexAPI, feed_checker: RevocationChecker,
+                                                   issuer: LocalIssuer, guard: Guard) -> None:
     args = mint(issuer, guard)
     started(feed_checker)
-    api.feed.garbage("event: revocation\ndata: {not json\n\n")
     api.feed.garbage('event: revocation\ndata: {"seq": "x", "action": "revoked"}\n\n')
-    api.feed.garbage("event: revocation\ndata: [1, 2]\n\nnonsense line\n\n")
     api.feed.garbage('event: revocation\ndata: {"seq": 99, "action": "exploded", "grantId": "g"}\n\n')
+    api.feed.garbage("nonsense line\n\n")
     applied(feed_checker, api.feed.publish("revoked", grant_id=args["grant_id"])["seq"])
     with pytest.raises(TokenRevoked):
         feed_checker.check(**args)
-    assert api.calls["stream"] == 1
+    assert (api.calls["snapshot"], api.calls["stream"]) == (1, 1)
+
+
+@pytest.mark.parametrize("data", ["{not json", "[1, 2]"])
+def test_revocation_data_that_is_not_json_makes_the_feed_resync_from_a_snapshot(
+        data: str, api: FakeGrantexAPI, feed_checker: RevocationChecker, issuer: LocalIssuer,
+        guard: Guard) -> None:
+    args = mint(issuer, guard)
+    started(feed_checker)
+    api.feed.garbage(f"event: revocation\ndata: {data}\n\n")  # a revocation we cannot read...
+    api.feed.publish("revoked", grant_id=args["grant_id"])  # ...is in the next snapshot
+    wait_until(lambda: api.calls["snapshot"] == 2)
+    wait_until(lambda: feed_checker.feed is not None and feed_checker.feed.state.cursor is not None)
+    with pytest.raises(TokenRevoked):
+        feed_checker.check(**args)
 
 
 def test_long_poll_is_used_when_the_stream_is_missing(api: FakeGrantexAPI, clock: FakeClock,
@@ -512,7 +525,7 @@ def test_an_endless_long_poll_page_keeps_the_last_state(hostile: HostileAPI,
     with caplog.at_level(logging.WARNING, logger="grantex_guard.revocation"):
         feed.start()
         wait_until(lambda: len(hostile.sent) == 1)
-        assert feed.state.cursor == 1
+        # the refused page's entries are lost: the feed resyncs, answering from what it knew
         assert feed.state.listed("tok_x", "grnt_1", None, time.time()) == "revoked"
         seq = hostile.publish("grnt_2")
         wait_until(lambda: feed.state.cursor == seq)
@@ -521,6 +534,7 @@ def test_an_endless_long_poll_page_keeps_the_last_state(hostile: HostileAPI,
     assert feed.state.listed("tok_x", "grnt_2", None, time.time()) == "revoked"
     assert _MAX_PAGE_BYTES < hostile.sent[0] < READ_BOUND
     assert any("long-poll: the page runs past" in message for message in feed_warnings(caplog))
+    assert [query.get("since") for path, query in hostile.requests].count(None) >= 2  # two snapshots
 
 
 async def test_the_async_feed_refuses_an_endless_page_and_recovers(hostile: HostileAPI,
@@ -537,7 +551,7 @@ async def test_the_async_feed_refuses_an_endless_page_and_recovers(hostile: Host
     assert any("snapshot: the page runs past" in message for message in feed_warnings(caplog))
 
 
-def test_an_over_long_sse_line_is_refused_and_the_stream_resumes(hostile: HostileAPI,
+def test_an_over_long_sse_line_is_refused_and_the_feed_resyncs(hostile: HostileAPI,
                                                                  caplog: pytest.LogCaptureFixture) -> None:
     hostile.publish("grnt_1")
     hostile.plans["stream"] = ["endless_line"]
@@ -550,6 +564,8 @@ def test_an_over_long_sse_line_is_refused_and_the_stream_resumes(hostile: Hostil
         feed.close()
     wait_until(lambda: len(hostile.sent) == 1)
     assert hostile.sent[0] < READ_BOUND
+    # what the refused line carried is lost: a snapshot comes before the stream resumes
+    assert [path for path, _ in hostile.requests[:4]] == ["/v1/revocations", "/v1/revocations/stream"] * 2
     assert [query.get("since") for path, query in hostile.requests if path.endswith("/stream")] == ["1", "1"]
     assert any(f"a line longer than {_MAX_LINE} bytes; refused" in message
                for message in feed_warnings(caplog))

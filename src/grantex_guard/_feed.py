@@ -91,6 +91,11 @@ class FeedState:
         if now - self._pruned_at >= _PRUNE_EVERY:
             self.prune(now)
 
+    def resync(self) -> None:
+        """Fetch a snapshot before resuming. Until it is applied the entries known so far
+        still answer, and freshness runs out as usual: nothing is heard meanwhile."""
+        self.cursor = None
+
     def replace(self, entries: Iterable[object], cursor: int | None) -> None:
         """Apply a snapshot: the new set replaces the old one in one assignment."""
         sets, highest = _Sets(), 0
@@ -171,6 +176,11 @@ class _FeedFailure(Exception):
     pass
 
 
+class _DataRefused(_FeedFailure):
+    """Data the feed had to refuse (too long, not JSON): whatever it carried is lost, so
+    the state resyncs from a snapshot rather than resuming after the cursor."""
+
+
 class _SSEParser:
     """Server-Sent Events, line by line: returns (event, data) when a blank line ends one."""
 
@@ -195,7 +205,7 @@ class _SSEParser:
         elif name == "data":
             self._size += len(value) + 1
             if self._size > _MAX_LINE:  # many short data lines make one long event
-                raise _FeedFailure(f"stream: an event longer than {_MAX_LINE} characters; refused")
+                raise _DataRefused(f"stream: an event longer than {_MAX_LINE} characters; refused")
             self._data.append(value)
         return None
 
@@ -227,7 +237,7 @@ class _LineReader:
 
     def _take(self, chunk: bytes, start: int, end: int) -> None:
         if len(self._partial) + end - start > _MAX_LINE:
-            raise _FeedFailure(f"stream: a line longer than {_MAX_LINE} bytes; refused")
+            raise _DataRefused(f"stream: a line longer than {_MAX_LINE} bytes; refused")
         self._partial += chunk[start:end]
 
 
@@ -239,21 +249,21 @@ class _PageBody:
         self._body = bytearray()
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > _MAX_PAGE_BYTES:
-            raise _FeedFailure(f"{what}: the page declares {declared} bytes, over the "
+            raise _DataRefused(f"{what}: the page declares {declared} bytes, over the "
                                f"{_MAX_PAGE_BYTES}-byte bound; refused")
 
     def add(self, chunk: bytes) -> None:
         self._body += chunk
         if len(self._body) > _MAX_PAGE_BYTES:
-            raise _FeedFailure(f"{self._what}: the page runs past the {_MAX_PAGE_BYTES}-byte bound; refused")
+            raise _DataRefused(f"{self._what}: the page runs past the {_MAX_PAGE_BYTES}-byte bound; refused")
 
     def page(self) -> dict[str, Any]:
         try:
             page = decode_json_object(bytes(self._body))
         except ValueError as exc:
-            raise _FeedFailure(f"{self._what}: body is not a JSON object ({exc})") from None
+            raise _DataRefused(f"{self._what}: body is not a JSON object ({exc})") from None
         if not isinstance(page.get("entries", []), list):
-            raise _FeedFailure(f"{self._what}: 'entries' is not a list")
+            raise _DataRefused(f"{self._what}: 'entries' is not a list")
         return page
 
 
@@ -348,9 +358,8 @@ class RevocationFeed:
         try:
             entry = decode_json_object(data.encode("utf-8"))
         except ValueError:
-            logger.warning("revocation feed: garbage event data ignored")
-            return
-        self.state.apply(entry)
+            raise _DataRefused("stream: a revocation event whose data is not a JSON object") from None
+        self.state.apply(entry)  # entries it does not understand (an unknown action) are skipped
 
     def _on_poll(self, page: dict[str, Any]) -> None:
         for entry in page.get("entries", []):
@@ -358,6 +367,8 @@ class RevocationFeed:
         self.state.heard()
 
     def _failed(self, exc: BaseException, backoff: float) -> float:
+        if isinstance(exc, _DataRefused):
+            self.state.resync()
         logger.warning("revocation feed: %s; reconnecting in %.1f s", exc or type(exc).__name__, backoff)
         return min(backoff * 2, self._backoff[1])
 
