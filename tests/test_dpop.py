@@ -266,7 +266,6 @@ def test_an_agents_key_is_parsed_once_for_all_its_proofs(issuer: LocalIssuer, gu
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     parsed: list[str] = []
     real = dpop.key_from_jwk
-    monkeypatch.setattr(dpop, "_PROOF_KEYS", {})
     monkeypatch.setattr(dpop, "_PROOF_HEADERS", {})
     monkeypatch.setattr(dpop, "key_from_jwk", lambda *args, **kw: parsed.append("jwk") or real(*args, **kw))
     for _ in range(3):
@@ -276,14 +275,12 @@ def test_an_agents_key_is_parsed_once_for_all_its_proofs(issuer: LocalIssuer, gu
 
 def test_the_proof_key_cache_is_bounded(issuer: LocalIssuer, guard: Guard, clock: FakeClock,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dpop, "_PROOF_KEYS", {})
     monkeypatch.setattr(dpop, "_PROOF_HEADERS", {})
-    monkeypatch.setattr(dpop, "_PROOF_KEY_CACHE_SIZE", 3)
+    monkeypatch.setattr(dpop, "_PROOF_HEADER_CACHE_SIZE", 3)
     for _ in range(5):
         agent = DPoPAgent(clock=clock)
         token = issuer.mint(["calendar:read"], audience=API, bound_to=agent.thumbprint)
         verify(guard, token, agent.proof("GET", URL, token))
-        assert len(dpop._PROOF_KEYS) <= 3
         assert len(dpop._PROOF_HEADERS) <= 3
 
 

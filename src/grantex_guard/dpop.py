@@ -78,7 +78,7 @@ def normalize_url(url: str) -> str:
     return f"{scheme}://{netloc}{parts.path or '/'}"
 
 
-def _proof_key(header: dict[str, Any]) -> tuple[str, Any]:
+def _proof_key(header: dict[str, Any]) -> VerificationKey:
     if header.get("typ") != "dpop+jwt":
         raise _invalid(f"typ must be dpop+jwt, got {header.get('typ')!r}")
     if "crit" in header:  # RFC 7515 4.1.11: extensions we do not implement must be refused
@@ -91,34 +91,17 @@ def _proof_key(header: dict[str, Any]) -> tuple[str, Any]:
         raise _invalid("the header carries no public jwk")
     if _PRIVATE_MEMBERS & jwk.keys():
         raise _invalid("the header's jwk contains private key members")
-    cache_key = _jwk_cache_key(alg, jwk)
-    key = _PROOF_KEYS.get(cache_key) if cache_key is not None else None
-    if key is None:
-        try:
-            key = key_from_jwk(jwk, alg, source="DPoP proof")
-        except ValueError as exc:
-            raise _invalid(f"unusable jwk: {exc}") from None
-        if cache_key is not None:
-            if len(_PROOF_KEYS) >= _PROOF_KEY_CACHE_SIZE:
-                _PROOF_KEYS.clear()
-            _PROOF_KEYS[cache_key] = key
-    return alg, key
+    try:
+        return key_from_jwk(jwk, alg, source="DPoP proof")
+    except ValueError as exc:
+        raise _invalid(f"unusable jwk: {exc}") from None
 
 
-# An agent signs every proof with one key: parsing its jwk (decoding, building the key,
-# taking the thumbprint) once per distinct jwk takes that off each request. Bounded.
-_PROOF_KEY_CACHE_SIZE = 1024
-_PROOF_KEYS: dict[tuple[str, tuple[tuple[str, str], ...]], VerificationKey] = {}
-# And an agent's proofs repeat one header byte for byte: an accepted header's key by its
-# encoding skips decoding and checking it again. Only accepted headers are kept.
+# An agent signs every proof with one key under one header, byte for byte: the key of an
+# accepted header, by its encoding, skips decoding it, checking it and building the key
+# (with its thumbprint) again. Only accepted headers are kept; bounded.
+_PROOF_HEADER_CACHE_SIZE = 1024
 _PROOF_HEADERS: dict[bytes, VerificationKey] = {}
-
-
-def _jwk_cache_key(alg: str, jwk: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]] | None:
-    """The jwk exactly as sent, when every member is a string (anything else is not cached)."""
-    if len(jwk) > 8 or not all(isinstance(value, str) for value in jwk.values()):
-        return None
-    return alg, tuple(sorted(jwk.items()))
 
 
 def _claim(claims: dict[str, Any], name: str) -> str:
@@ -164,8 +147,8 @@ def check_proof(proof: str, *, access_token: str, thumbprint: str, method: str, 
         compact = split_compact(proof, _MAX_PROOF_BYTES)
         key = _PROOF_HEADERS.get(compact.header_b64)
         if key is None:
-            _, key = _proof_key(compact.header())
-            if len(_PROOF_HEADERS) >= _PROOF_KEY_CACHE_SIZE:
+            key = _proof_key(compact.header())
+            if len(_PROOF_HEADERS) >= _PROOF_HEADER_CACHE_SIZE:
                 _PROOF_HEADERS.clear()
             _PROOF_HEADERS[compact.header_b64] = key
     except TokenInvalid as exc:

@@ -66,15 +66,15 @@ def read_credentials(authorization: str | None, dpop: str | Sequence[str] | None
         raise TokenInvalid("The Authorization header has no token after the scheme.")
     if len(token.split()) != 1:
         raise TokenInvalid("The grant token is malformed.", detail="token contains whitespace")
-    return Credentials(canonical, token, _single_proof(dpop) if dpop else None)
+    return Credentials(canonical, token, _single_proof(dpop))
 
 
-def _single_proof(dpop: str | Sequence[str]) -> str | None:
+def _single_proof(dpop: str | Sequence[str] | None) -> str | None:
     """RFC 9449 4.3: at most one DPoP header. Servers join repeated headers with commas,
     which a compact JWS never contains."""
-    values = [dpop] if isinstance(dpop, str) else list(dpop)
-    if not values:
+    if not dpop:
         return None
+    values = [dpop] if isinstance(dpop, str) else list(dpop)
     if len(values) > 1 or "," in values[0]:
         raise ProofInvalid("Send exactly one DPoP header.", detail="several DPoP headers")
     return values[0].strip() or None
@@ -83,7 +83,7 @@ def _single_proof(dpop: str | Sequence[str]) -> str | None:
 def extracted_credentials(token: str, dpop: str | Sequence[str] | None) -> Credentials:
     """A token read by a custom extractor (a cookie, another header): it has no scheme,
     so a DPoP proof alongside it is what makes it a DPoP presentation."""
-    proof = _single_proof(dpop) if dpop else None
+    proof = _single_proof(dpop)
     return Credentials("DPoP" if proof else "Bearer", token, proof)
 
 

@@ -483,8 +483,8 @@ class _SyncFetch:
     byte per almost-`timeout` pass every read timeout; and a thread blocked on a socket
     cannot be interrupted. So the exchange runs on a daemon thread while the caller
     waits for it until the deadline, then raises TimeoutError (what a timed-out fetch
-    always raised). The worker, told so, drops the connection at its next chunk of
-    body; until then httpx's per-operation timeout (the same `timeout`) bounds it.
+    always raised). The worker drops the connection at its first chunk of body past
+    the deadline; until then httpx's per-operation timeout (the same `timeout`) bounds it.
     """
 
     def __init__(self, client: httpx.Client, url: str, *, timeout: float, max_bytes: int) -> None:
@@ -493,8 +493,7 @@ class _SyncFetch:
         self._timeout = timeout
         self._max_bytes = max_bytes
         self._finished = threading.Event()
-        self._abandoned = False
-        self._outcome: bytes | BaseException = TimeoutError()
+        self._outcome: bytes | BaseException = b""
 
     def run(self, deadline: float) -> bytes:
         """The body, or what the exchange raised; TimeoutError once `deadline` passes."""
@@ -504,7 +503,6 @@ class _SyncFetch:
                                   name="grantex-guard-jwks-fetch", daemon=True)
         worker.start()
         if not self._finished.wait(max(0.0, deadline - time.monotonic())):
-            self._abandoned = True
             raise TimeoutError
         outcome, self._outcome = self._outcome, b""  # no cycle through the traceback
         if isinstance(outcome, BaseException):
@@ -528,8 +526,8 @@ class _SyncFetch:
             # only iter_bytes also serves responses already read into memory (e.g. from an
             # httpx.MockTransport).
             for chunk in response.iter_bytes():
-                if self._abandoned or time.monotonic() > deadline:
-                    raise TimeoutError  # the caller has given up, or is about to
+                if time.monotonic() > deadline:
+                    raise TimeoutError  # the caller has given up waiting
                 body.add(chunk)
         return bytes(body.data)
 
