@@ -13,7 +13,6 @@ from grantex_guard import Guard, TokenRevoked
 from grantex_guard.revocation import (
     MemoryRevocationStore,
     RevocationChecker,
-    RevocationPolicy,
     StoreUnavailable,
     WebhookError,
     check_webhook_secret,
@@ -223,7 +222,9 @@ def test_a_route_may_not_loosen_or_mistype_its_revocation_setting(setting: Any, 
         route_revocation(setting)
 
 
-def test_a_route_forcing_revocation_needs_a_policy_that_can_check() -> None:
-    assert route_revocation(True, RevocationPolicy("high_stakes", can_check=True)) is True
+def test_a_route_forcing_revocation_needs_a_guard_that_can_check() -> None:
+    with_key = Guard(issuer="https://grantex.dev", api_key="gx_test")
+    without_key = Guard(issuer="https://grantex.dev")
+    assert route_revocation(True, with_key) is True
     with pytest.raises(ValueError, match="api_key"):
-        route_revocation(True, RevocationPolicy("never", can_check=False))
+        route_revocation(True, without_key)

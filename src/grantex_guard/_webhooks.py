@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .revocation import RevocationStore
 
 __all__ = [
+    "MAX_WEBHOOK_BODY",
     "WebhookError",
     "WebhookEvent",
     "check_webhook_secret",
@@ -41,7 +42,7 @@ LEGACY_SIGNATURE_HEADER = "x-grantex-signature"
 _PREFIX = "sha256="
 # A webhook names only a grant, not its tokens' lifetime: keep the grant listed this long.
 DEFAULT_RETENTION = 86_400.0
-_MAX_BODY = 1 << 20
+MAX_WEBHOOK_BODY = 1 << 20  # adapters stop reading a body just past it
 
 
 class WebhookError(ValueError):
@@ -123,7 +124,7 @@ def verify_webhook(
     when no V2 signature was sent.
     """
     secrets = _secrets(secret)
-    if not isinstance(body, bytes) or len(body) > _MAX_BODY:
+    if not isinstance(body, bytes) or len(body) > MAX_WEBHOOK_BODY:
         raise WebhookError("bad_body", "The webhook body must be bytes of at most 1 MiB.")
     lowered = {name.lower(): value for name, value in headers.items()}
     moment = time.time() if now is None else now

@@ -40,11 +40,11 @@ from .starlette import (
     GRANT_STATE_KEY,
     GUARD_STATE_KEY,
     TokenExtractor,
+    confirm_remembered,
     guard_error_handler,
     metadata_endpoint,
     metadata_paths,
     remember_grant,
-    remembered_token,
     verify_connection,
     webhook_endpoint,
 )
@@ -153,8 +153,7 @@ class GrantexBearer(SecurityBase):
         if isinstance(any_of, str):
             raise TypeError("any_of must be a list of scopes, not a single string")
         needed = Requirement.parse(scopes, tuple(any_of))
-        policy = self.guard.revocation.policy if self.guard is not None else None
-        forced = route_revocation(revocation, policy)
+        forced = route_revocation(revocation, self.guard)
         listed = [scope.text for scope in needed.all_of]
 
         async def granted(
@@ -166,21 +165,12 @@ class GrantexBearer(SecurityBase):
                 if needed.any_of:
                     needed.check(grant.scope_set)
                 if forced:
-                    await self._confirm_not_revoked(request, grant)
+                    await confirm_remembered(request, self.guard, grant)
             except GuardError as error:
                 raise _unhandled_fallback(request, error) from None
             return grant
 
         return granted
-
-    async def _confirm_not_revoked(self, request: Request, grant: Grant) -> None:
-        # The grant was verified once for this request (maybe with a DPoP proof, which a
-        # second verification would replay): only the revocation step runs again.
-        token = remembered_token(request)
-        if token is None:
-            raise RuntimeError("GrantexBearer.require(revocation=True): the request's token was "
-                               "not recorded with its grant")
-        await self.guard.confirm_not_revoked_async(grant, token)
 
 
 _warned_apps: "weakref.WeakSet[object]" = weakref.WeakSet()

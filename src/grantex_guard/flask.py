@@ -56,7 +56,7 @@ from .errors import GuardError
 from .grant import Grant
 from .http import error_response, metadata_path, read_credentials, request_url, resource_metadata
 from .revocation import (
-    RevocationPolicy,
+    MAX_WEBHOOK_BODY,
     check_webhook_secret,
     handle_webhook,
     route_revocation,
@@ -348,9 +348,6 @@ class GrantexGuard:
             app.add_url_rule(metadata_path(guard.config.resource), METADATA_ENDPOINT,
                              _metadata_view, methods=["GET"])
 
-    def _policy(self) -> RevocationPolicy | None:
-        return self._guard.revocation.policy if self._guard is not None else None
-
     # The decorators are the module-level ones: state is looked up through current_app.
 
     @overload
@@ -377,7 +374,7 @@ class GrantexGuard:
         With `guard=` given to the extension, `revocation=True` is checked against
         that guard now.
         """
-        route_revocation(revocation, self._policy())
+        route_revocation(revocation, self._guard)
         return require_scopes(*scopes, any_of=any_of, audience=audience, revocation=revocation)
 
     def exempt(self, view: V) -> V:
@@ -399,7 +396,7 @@ class GrantexGuard:
         `revocation=True` forces a revocation check on every view of the blueprint.
         """
         required = Requirement.parse(scopes, any_of)
-        forced = route_revocation(revocation, self._policy())
+        forced = route_revocation(revocation, self._guard)
 
         def check_grant() -> None:
             if not _skips_protection():
@@ -409,8 +406,6 @@ class GrantexGuard:
 
 
 # -- Grantex webhooks -------------------------------------------------------------------
-
-WEBHOOK_MAX_BODY = 1 << 20  # the core refuses larger bodies; reading stops just past it
 
 
 def webhook_view(
@@ -428,7 +423,7 @@ def webhook_view(
 
     def grantex_webhook() -> Response:
         # The raw bytes: the signature covers them, so nothing parses them first.
-        body = request.stream.read(WEBHOOK_MAX_BODY + 1)
+        body = request.stream.read(MAX_WEBHOOK_BODY + 1)
         headers = dict(request.headers.items())
         guard = get_guard()
         status, answer = handle_webhook(body, headers, secret=secret, store=guard.revocation.store,

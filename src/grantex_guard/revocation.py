@@ -29,6 +29,7 @@ from ._feed import RevocationFeed
 from ._online import _Failure, _OnlineService, _Result, derive_api_base_url
 from ._stores import MemoryRevocationStore, RedisRevocationStore, RevocationStore, StoreUnavailable
 from ._webhooks import (
+    MAX_WEBHOOK_BODY,
     WebhookError,
     WebhookEvent,
     check_webhook_secret,
@@ -43,9 +44,12 @@ from .scopes import parse_base
 if TYPE_CHECKING:
     import httpx
 
+    from .verifier import Guard
+
 __all__ = [
     "DEFAULT_HIGH_STAKES",
     "MAX_CACHE_TTL",
+    "MAX_WEBHOOK_BODY",
     "MemoryRevocationStore",
     "RedisRevocationStore",
     "RevocationChecker",
@@ -71,7 +75,6 @@ MODES = ("never", "high_stakes", "always")
 SOURCES = ("status", "grants_verify", "tokens_verify", "feed")
 HOSTED_ISSUER, HOSTED_API = "https://grantex.dev", "https://api.grantex.dev"
 _FAILURE_HOLD = 2.0  # after a 5xx or a timeout, no call to the service for this long
-_MAX_BODY = 65_536
 _PEER_POLL = 0.02
 _DEFAULT_RETENTION = 86_400.0  # a revoked grant id without a known expiry is kept one day
 
@@ -129,20 +132,20 @@ _NO_SWITCHING_OFF = ("revocation=False: a route cannot switch revocation checks 
                      "force them (True) or inherit the guard's policy (None)")
 
 
-def route_revocation(revocation: object, policy: RevocationPolicy | None = None) -> bool | None:
+def route_revocation(revocation: object, guard: Guard | None = None) -> bool | None:
     """A route's `revocation=` setting, validated where the route is declared.
 
     None inherits the guard's policy and True forces a check; False is refused
-    (a route may only tighten the policy). With the guard's policy known, True
-    is also checked against it (it needs an api_key); otherwise the Guard checks
+    (a route may only tighten the policy). With the guard known, True is also
+    checked against its policy (it needs an api_key); otherwise the Guard checks
     it on first use.
     """
     if revocation is not None and not isinstance(revocation, bool):
         raise TypeError(f"revocation must be True or None, got {revocation!r}")
     if revocation is False:
         raise ValueError(_NO_SWITCHING_OFF)
-    if revocation and policy is not None:
-        policy.validate_route(True)
+    if revocation and guard is not None:
+        guard.revocation.policy.validate_route(True)
     return revocation
 
 

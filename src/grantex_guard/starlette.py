@@ -59,7 +59,7 @@ from .http import (
 )
 from .http import resource_metadata as metadata_document
 from .revocation import (
-    RevocationPolicy,
+    MAX_WEBHOOK_BODY,
     check_webhook_secret,
     handle_webhook_async,
     route_revocation,
@@ -78,6 +78,7 @@ __all__ = [
     "GrantexMiddleware",
     "TokenExtractor",
     "authenticate",
+    "confirm_remembered",
     "guard_error_handler",
     "guard_error_response",
     "metadata_endpoint",
@@ -195,6 +196,16 @@ def remembered_token(conn: HTTPConnection) -> str | None:
     state = conn.scope.get("state") or {}
     token = state.get(TOKEN_STATE_KEY)
     return token if isinstance(token, str) else None
+
+
+async def confirm_remembered(conn: HTTPConnection, guard: Guard, grant: Grant) -> None:
+    """The forced revocation check for the grant remembered for this request: only that
+    step runs again (verifying again would replay the request's DPoP proof)."""
+    token = remembered_token(conn)
+    if token is None:
+        raise RuntimeError("revocation=True needs the token behind the grant: GrantexMiddleware, "
+                           "GrantexAuthBackend and GrantexBearer record it with the grant")
+    await guard.confirm_not_revoked_async(grant, token)
 
 
 def remembered_grant(conn: HTTPConnection) -> tuple[bool, Grant | None, Guard | None]:
@@ -545,15 +556,11 @@ class ScopeDecorator:
         if refusal is not None or not self.revocation or grant is None:
             return refusal
         guard = guard or self.guard or _app_guard(conn)
-        token = remembered_token(conn)
-        if guard is None or token is None:
-            raise RuntimeError(
-                "require_scopes(revocation=True) needs the guard and token that verified the "
-                "grant: use GrantexMiddleware or GrantexAuthBackend (they record both)"
-            )
+        if guard is None:
+            raise RuntimeError("require_scopes(revocation=True) needs the guard that verified the "
+                               "grant: use GrantexMiddleware or GrantexAuthBackend (they record it)")
         try:
-            # Not verify_async again: that would replay the request's DPoP proof.
-            await guard.confirm_not_revoked_async(grant, token)
+            await confirm_remembered(conn, guard, grant)
         except GuardError as error:
             return guard_error_response(error, guard.config)
         return None
@@ -567,10 +574,6 @@ class ScopeDecorator:
         except GuardError as error:
             return guard_error_response(error, guard.config if guard is not None else None)
         return None
-
-
-def _policy(guard: Guard | None) -> RevocationPolicy | None:
-    return guard.revocation.policy if guard is not None else None
 
 
 def require_scopes(
@@ -592,12 +595,12 @@ def require_scopes(
     if isinstance(any_of, str):
         raise TypeError("any_of must be a list of scopes, not a single string")
     return ScopeDecorator(Requirement.parse(scopes, tuple(any_of)), guard,
-                          route_revocation(revocation, _policy(guard)))
+                          route_revocation(revocation, guard))
 
 
 # -- Grantex webhooks ----------------------------------------------------------------
 
-WEBHOOK_MAX_BODY = 1 << 20  # the core refuses larger bodies; reading stops just past it
+
 async def _raw_body(request: Request, limit: int) -> bytes:
     """The body as sent (never parsed: the signature covers these bytes), at most `limit` + 1."""
     chunks: list[bytes] = []
@@ -630,7 +633,7 @@ def webhook_endpoint(
     async def grantex_webhook(request: Request) -> Response:
         if request.method != "POST":
             return PlainTextResponse("Method Not Allowed", 405, headers={"Allow": "POST"})
-        body = await _raw_body(request, WEBHOOK_MAX_BODY)
+        body = await _raw_body(request, MAX_WEBHOOK_BODY)
         status, answer = await handle_webhook_async(
             body, request.headers, secret=secret, store=guard.revocation.store,
             tolerance=tolerance, allow_legacy=allow_legacy, now=guard.config.now(),

@@ -36,6 +36,7 @@ from .authenticate import (
     verify_request_async,
 )
 from .conf import adapter_settings
+from .urls import WEBHOOK_ROUTE
 
 WEBHOOK_URL_NAME = "grantex_guard:webhook"
 
@@ -86,7 +87,9 @@ def _exempt(request: HttpRequest) -> bool:
     adapter = adapter_settings()
     if adapter.is_exempt(request.path_info):
         return True
-    return bool(adapter.webhook_secrets) and request.path == _webhook_path()
+    # The suffix test first: reverse() on every request would cost more than a cached verification.
+    return (bool(adapter.webhook_secrets) and request.path.endswith(WEBHOOK_ROUTE)
+            and request.path == _webhook_path())
 
 
 def _webhook_path() -> str | None:
