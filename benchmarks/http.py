@@ -40,12 +40,13 @@ from typing import Any
 import httpx
 import jwt
 import uvicorn
-from benchmarks._support import JwksServer, uvicorn_server
+from benchmarks._support import JwksServer
 from fastapi import Depends, FastAPI, HTTPException, Request, Security
 from fastapi.security import SecurityScopes
 from grantex_fastapi import GrantexAuth, GrantexFastAPIError, grantex_exception_handler
 
 from grantex_guard import Grant, Guard
+from grantex_guard._demo import uvicorn_server
 from grantex_guard.fastapi import GrantexBearer, install
 from grantex_guard.testing import LocalIssuer
 
@@ -292,7 +293,7 @@ def main() -> None:
         over_http: dict[str, list[Result]] = {v.name: [] for v in VARIANTS}
         in_process: dict[str, list[Result]] = {v.name: [] for v in VARIANTS}
         use_wrk = shutil.which("wrk") is not None
-        with uvicorn_server(app) as base_url:
+        with uvicorn_server(app, access_log=False) as base_url:
             for variant in VARIANTS:  # warm every path: keys fetched, code paths hot
                 httpx.get(base_url + variant.path,
                           headers={"Authorization": f"Bearer {repeated[0]}"})

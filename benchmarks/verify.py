@@ -10,7 +10,7 @@ Prints median microseconds per verification for:
   - the official `grantex` SDK's `verify_grant_token` (if installed: pip install grantex)
 Rounds are interleaved (each round runs every verifier once) and each ratio is the
 median of the ratios measured within a round, so a noisy moment hits both sides.
-and, for 100 concurrent cold verifications (threads) per verifier, how many
+It then prints, for 100 concurrent cold verifications (threads) per verifier, how many
 JWKS fetches each one made. The JWKS is served over HTTP on 127.0.0.1.
 The machine is shared and noisy: read the ratios, not the absolute numbers.
 """

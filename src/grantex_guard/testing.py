@@ -174,6 +174,12 @@ def _new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(13).upper()}"
 
 
+class _LoopbackServer(ThreadingHTTPServer):
+    # socketserver's backlog of 5 makes a burst of cold verifications wait for SYN retries.
+    request_queue_size = 256
+    daemon_threads = True
+
+
 class LocalIssuer:
     """A Grantex issuer in a box: a signing key, its JWKS, and a token factory."""
 
@@ -248,7 +254,7 @@ class LocalIssuer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server = _LoopbackServer(("127.0.0.1", 0), Handler)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:
