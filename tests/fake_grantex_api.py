@@ -19,7 +19,10 @@ poll, stream.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import hashlib
+import hmac
 import json
 import threading
 import time
@@ -330,6 +333,19 @@ def facts(guard: Any, token: str) -> dict[str, Any]:
             "parent_grant_id": grant.parent_grant_id, "expires_at": grant.expires_at.timestamp()}
 
 
+def signed_webhook(event: dict[str, Any], timestamp: float | None = None, *, secret: str,
+                   legacy: bool = False) -> tuple[bytes, dict[str, str]]:
+    """A webhook as Grantex sends it: the body, its timestamp (now when None) and V2 signature
+    headers; `legacy`: only the older signature of the body alone, without a timestamp."""
+    body = json.dumps(event).encode()
+    if legacy:
+        digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        return body, {"X-Grantex-Signature": f"sha256={digest}"}
+    stamp = str(int(time.time() if timestamp is None else timestamp))
+    digest = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return body, {"X-Grantex-Timestamp": stamp, "X-Grantex-Signature-V2": f"sha256={digest}"}
+
+
 def wait_until(predicate: Any, timeout: float = 5.0) -> None:
     """Poll (real time) until `predicate()` holds: for what a background feed does."""
     deadline = time.monotonic() + timeout
@@ -337,3 +353,12 @@ def wait_until(predicate: Any, timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {predicate}")
         time.sleep(0.01)
+
+
+async def wait_async(predicate: Any, timeout: float = 5.0) -> None:
+    """`wait_until` for a test running in an event loop: awaits instead of blocking it."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {predicate}")
+        await asyncio.sleep(0.01)

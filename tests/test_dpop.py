@@ -277,11 +277,16 @@ def test_the_proof_key_cache_is_bounded(issuer: LocalIssuer, guard: Guard, clock
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dpop, "_PROOF_HEADERS", {})
     monkeypatch.setattr(dpop, "_PROOF_HEADER_CACHE_SIZE", 3)
+    sizes = []
     for _ in range(5):
         agent = DPoPAgent(clock=clock)
         token = issuer.mint(["calendar:read"], audience=API, bound_to=agent.thumbprint)
-        verify(guard, token, agent.proof("GET", URL, token))
-        assert len(dpop._PROOF_HEADERS) <= 3
+        proof = agent.proof("GET", URL, token)
+        verify(guard, token, proof)
+        cached = dpop._PROOF_HEADERS.get(proof.split(".")[0].encode())
+        assert cached is not None and cached.thumbprint == agent.thumbprint  # this agent's key
+        sizes.append(len(dpop._PROOF_HEADERS))
+    assert sizes == [1, 2, 3, 1, 2]  # a full cache is cleared before the next key goes in
 
 
 def test_a_cached_key_still_must_match_the_tokens_binding(issuer: LocalIssuer, guard: Guard, clock: FakeClock,

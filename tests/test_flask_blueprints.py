@@ -6,7 +6,6 @@ audience on that grant, without verifying (and so replaying the DPoP proof) a se
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -78,10 +77,6 @@ def client(guard: CountingGuard) -> FlaskClient:
     return protected_blueprint_app(guard).test_client()
 
 
-def body_of(response: TestResponse) -> Any:
-    return json.loads(response.get_data(as_text=True))
-
-
 def dpop_get(client: FlaskClient, agent: DPoPAgent, token: str, path: str = PATH) -> TestResponse:
     return client.get(path, headers=agent.headers(token, "GET", BASE + path))
 
@@ -96,7 +91,7 @@ def test_bound_token_with_valid_proof_reaches_a_view_with_its_own_audience(
     response = dpop_get(client, agent, token)
 
     assert response.status_code == 200, response.get_data(as_text=True)
-    assert body_of(response) == {"principal": "user_reports"}
+    assert response.get_json() == {"principal": "user_reports"}
 
 
 def test_the_proof_is_still_single_use_through_the_view_decorator(
@@ -110,7 +105,7 @@ def test_the_proof_is_still_single_use_through_the_view_decorator(
     replayed = client.get(PATH, headers=headers)
 
     assert replayed.status_code == 401
-    assert body_of(replayed)["error"] == "DPOP_INVALID"
+    assert replayed.get_json()["error"] == "DPOP_INVALID"
 
 
 @pytest.mark.parametrize("bound", [True, False], ids=["dpop", "bearer"])
@@ -129,9 +124,9 @@ def test_token_for_another_audience_gets_the_cores_wrong_audience_error(
     else:
         response = client.get(PATH, headers={"Authorization": f"Bearer {token}"})
 
-    assert (response.status_code, body_of(response)) == (
+    assert (response.status_code, response.get_json()) == (
         core.value.status, {"error": core.value.code, "message": core.value.message})
-    assert (response.status_code, body_of(response)["error"]) == (401, "TOKEN_INVALID")
+    assert (response.status_code, response.get_json()["error"]) == (401, "TOKEN_INVALID")
     assert response.mimetype == "application/json"
     challenge = response.headers["WWW-Authenticate"]
     assert 'error="invalid_token"' in challenge
@@ -157,7 +152,7 @@ def test_a_view_audience_list_accepts_any_of_its_audiences(issuer: LocalIssuer) 
         refused = client.get("/either", headers={"Authorization": f"Bearer {issuer.mint(audience=API)}"})
 
     assert accepted.status_code == 200
-    assert (refused.status_code, body_of(refused)["error"]) == (401, "TOKEN_INVALID")
+    assert (refused.status_code, refused.get_json()["error"]) == (401, "TOKEN_INVALID")
 
 
 def test_view_scopes_are_still_checked_on_the_blueprints_grant(
@@ -168,7 +163,7 @@ def test_view_scopes_are_still_checked_on_the_blueprints_grant(
 
     response = dpop_get(client, agent, token)
 
-    assert (response.status_code, body_of(response)["error"]) == (403, "SCOPE_INSUFFICIENT")
+    assert (response.status_code, response.get_json()["error"]) == (403, "SCOPE_INSUFFICIENT")
 
 
 def test_wrong_audience_is_reported_before_missing_scopes_as_the_core_does(
@@ -178,7 +173,7 @@ def test_wrong_audience_is_reported_before_missing_scopes_as_the_core_does(
 
     response = client.get(PATH, headers={"Authorization": f"Bearer {token}"})
 
-    assert (response.status_code, body_of(response)["error"]) == (401, "TOKEN_INVALID")
+    assert (response.status_code, response.get_json()["error"]) == (401, "TOKEN_INVALID")
 
 
 @pytest.mark.parametrize("path", [PATH, "/agents/stacked"], ids=["view", "stacked decorators"])

@@ -14,21 +14,20 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from grantex_guard import Grant, Guard, GuardError
-from grantex_guard.jose import b64url_encode
-from grantex_guard.scopes import ScopeSet, parse_amount, parse_required
+from grantex_guard.scopes import Scope, ScopeSet, parse_amount, parse_required
 from grantex_guard.testing import LocalIssuer, unverified_claims
 
 from .conftest import FakeClock
+from .vocabulary import B64URL, CLAIM_NAMES
 
 API = "https://api.example.com"
 CLIENT_STATUSES = {401, 403}
 
-pipeline_settings = settings(max_examples=200, deadline=None,
-                             suppress_health_check=[HealthCheck.function_scoped_fixture])
+pipeline_settings = settings(max_examples=200, deadline=None)  # fixtures are module-scoped
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +58,6 @@ def outcome(guard: Guard, token: Any, scopes: list[str] | None = None) -> Grant 
 
 # -- the pipeline --------------------------------------------------------------------------
 
-B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 # JSON has no NaN or infinities (the reader refuses them: tests/test_hostile_tokens.py).
 json_scalars = (st.none() | st.booleans() | st.integers()
                 | st.floats(allow_nan=False, allow_infinity=False) | st.text())
@@ -110,11 +108,6 @@ def test_random_headers_signed_by_the_real_key_never_escape(issuer: LocalIssuer,
                   and "crit" not in header
                   and str(header.get("typ", "jwt")).lower() in ("jwt", "at+jwt"))
     assert isinstance(result, Grant) == acceptable, (header, result)
-
-
-CLAIM_NAMES = ["iss", "sub", "aud", "iat", "exp", "nbf", "jti", "client_id", "scope", "cnf",
-               "act", "authorization_details", "urn:grantex:grant", "agt", "dev", "scp", "grnt",
-               "parentAgt", "parentGrnt", "delegationDepth", "bdg"]
 
 
 @pipeline_settings
@@ -218,18 +211,39 @@ def test_parse_amount_raises_only_value_error(value: object) -> None:
     assert amount.is_finite() and amount >= 0
 
 
+# Well-formed scopes over a few names, so granted and required scopes often share a base.
+scope_names = (st.sampled_from(["r", "a", "calendar", "read"])
+               | st.text(alphabet="ab_.-019\u0430", min_size=1, max_size=3))
+constraints = (limits.map(lambda limit: f"max_{limit}")
+               | st.sampled_from(["max_5", "max_10.50", "maxi", "eu", "eu:west", "\u0430"]))
+valid_scopes = st.builds(lambda resource, action, constraint: f"{resource}:{action}"
+                         + (f":{constraint}" if constraint is not None else ""),
+                         scope_names, scope_names, st.none() | constraints)
+granted_like = st.text(max_size=20) | scope_like | valid_scopes
+
+
+def covering_grant(scope: Scope, how: str) -> str:
+    """A granted scope that alone satisfies `scope`: itself, its bare base, or a higher cap."""
+    if how == "its base" and (scope.constraint is None or scope.limit is not None):
+        return scope.base
+    if how == "a higher cap" and scope.limit is not None:
+        return f"{scope.base}:max_{scope.limit + 1}"
+    return scope.text
+
+
 @settings(max_examples=500, deadline=None)
-@given(granted=st.lists(st.text(max_size=20) | scope_like, max_size=6),
-       extra=st.lists(st.text(max_size=20) | scope_like, max_size=4),
-       required=scope_like)
+@given(granted=st.lists(granted_like, max_size=6), extra=st.lists(granted_like, max_size=4),
+       required=valid_scopes,
+       cover=st.sampled_from(["itself", "its base", "a higher cap", "nothing more"]))
 def test_more_granted_scopes_never_satisfy_less(granted: list[str], extra: list[str],
-                                                 required: str) -> None:
-    try:
-        scope = parse_required(required)
-    except ValueError:
-        return
+                                                 required: str, cover: str) -> None:
+    scope = parse_required(required)  # valid_scopes makes only well-formed scopes
+    if cover != "nothing more":  # most examples: the grant covers the requirement
+        granted = [*granted, covering_grant(scope, cover)]
+        assert ScopeSet(granted).satisfies(scope), (granted, required)
     if ScopeSet(granted).satisfies(scope):
         assert ScopeSet(granted + extra).satisfies(scope)
+        assert ScopeSet(extra + granted).satisfies(scope)
 
 
 @settings(max_examples=500, deadline=None)
@@ -283,4 +297,3 @@ def test_only_strict_ascii_numbers_are_limits(text: str) -> None:
 def test_the_properties_run_on_a_verifying_guard(issuer: LocalIssuer, guard: Guard) -> None:
     """Guard against vacuous properties: a valid token does verify here."""
     assert isinstance(outcome(guard, issuer.mint(audience=API)), Grant)
-    assert b64url_encode(b"\x00") == "AA"

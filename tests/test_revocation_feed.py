@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import threading
@@ -21,7 +20,7 @@ from grantex_guard.revocation import RevocationChecker
 from grantex_guard.testing import LocalIssuer
 
 from .conftest import API, FakeClock
-from .fake_grantex_api import API_KEY, FakeGrantexAPI, LoopbackServer, facts, wait_until
+from .fake_grantex_api import API_KEY, FakeGrantexAPI, LoopbackServer, facts, wait_async, wait_until
 
 
 @pytest.fixture
@@ -272,9 +271,7 @@ async def test_feed_runs_as_an_asyncio_task(api: FakeGrantexAPI, clock: FakeCloc
     assert checker.feed is not None
     state = checker.feed.state
     seq = api.feed.publish("revoked", grant_id=args["grant_id"])["seq"]
-    deadline = time.monotonic() + 5
-    while (state.cursor or 0) < seq and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
+    await wait_async(lambda: (state.cursor or 0) >= seq)  # fails the test on timeout
     with pytest.raises(TokenRevoked):
         await checker.check_async(**args)
     await checker.aclose()
@@ -287,14 +284,6 @@ async def test_feed_runs_as_an_asyncio_task(api: FakeGrantexAPI, clock: FakeCloc
 def make_feed(url: str, **options: Any) -> RevocationFeed:
     options.setdefault("max_staleness", 2)
     return RevocationFeed(url, API_KEY, clock=time.time, timeout=1, backoff=(0.05, 0.2), **options)
-
-
-async def wait_async(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {predicate}")
-        await asyncio.sleep(0.01)
 
 
 def feed_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:

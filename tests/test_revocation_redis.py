@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -98,12 +99,19 @@ async def test_async_workers_share_answers(api: FakeGrantexAPI, clock: FakeClock
 async def test_a_burst_of_async_lookups_shares_a_bounded_set_of_connections(redis_url: str) -> None:
     import redis as redis_sync
 
+    # The store's connections name themselves (redis-py passes `client_name` from the URL
+    # to CLIENT SETNAME), so other clients of this Redis do not disturb the count.
+    name = f"burst-{uuid.uuid4().hex}"
     observer = redis_sync.Redis.from_url(redis_url)
-    before = len(observer.client_list())
-    store = RedisRevocationStore(redis_url, socket_timeout=2, max_connections=4)
+
+    def connections() -> int:
+        return sum(1 for client in observer.client_list() if client.get("name") == name)
+
+    assert connections() == 0
+    store = RedisRevocationStore(f"{redis_url}?client_name={name}", socket_timeout=2, max_connections=4)
     answers = await asyncio.gather(*(store.lookup_async(f"tok_{n}", f"grnt_{n}", None, 0.0)
                                      for n in range(200)))
-    opened = len(observer.client_list()) - before
+    opened = connections()
     await store.aclose()
     observer.close()
     assert answers == [None] * 200

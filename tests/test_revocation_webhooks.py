@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
-import json
 from typing import Any
 
 import pytest
@@ -24,7 +24,7 @@ from grantex_guard.revocation import (
 )
 
 from .conftest import API, NOW, FakeClock
-from .fake_grantex_api import facts
+from .fake_grantex_api import facts, signed_webhook
 
 SECRET = "whsec_current"
 OLD_SECRET = "whsec_previous"
@@ -32,15 +32,8 @@ EVENT = {"id": "evt_01", "type": "grant.revoked", "createdAt": "2027-01-15T08:00
          "data": {"grantId": "grnt_root", "cascade": True}}
 
 
-def signed(event: dict[str, Any], timestamp: float, secret: str = SECRET,
-           legacy: bool = False) -> tuple[bytes, dict[str, str]]:
-    body = json.dumps(event).encode()
-    if legacy:
-        digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-        return body, {"X-Grantex-Signature": f"sha256={digest}"}
-    stamp = str(int(timestamp))
-    digest = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return body, {"X-Grantex-Timestamp": stamp, "X-Grantex-Signature-V2": f"sha256={digest}"}
+# Each call gives the timestamp; `secret=` and `legacy=True` override per call.
+signed = functools.partial(signed_webhook, secret=SECRET)
 
 
 def test_good_signature_gives_the_event() -> None:
