@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from grantex_guard import Guard, GuardError
 from grantex_guard.dpop import MemoryReplayStore, access_token_hash
-from grantex_guard.jose import b64url_encode
+from grantex_guard.jose import b64url_decode, b64url_encode
 from grantex_guard.testing import DPoPAgent, LocalIssuer, SigningKey
 
 from .adapter_apps import Adapter, flask_test_client, starlette_test_client
@@ -58,8 +60,10 @@ MakeProof = Callable[[World, str, str], str]  # (world, token, request url) -> p
 
 
 def claims(**changes: Any) -> MakeProof:
+    """Proof claims changed (None deletes one; a callable is given the world)."""
     def make(w: World, token: str, url: str) -> str:
-        return w.agent.proof("GET", url, token, claims=changes)
+        members = {name: (value(w) if callable(value) else value) for name, value in changes.items()}
+        return w.agent.proof("GET", url, token, claims=members)
     return make
 
 
@@ -76,25 +80,25 @@ def target(method: str = "GET", url: Callable[[str], str] = lambda url: url) -> 
     return make
 
 
+def jws_signature(key: Any, signing_input: bytes) -> bytes:
+    """A JWS signature by any private key (also used by test_hostile_tokens): RSA PKCS#1 v1.5
+    with SHA-256, ECDSA with SHA-256 as raw r||s of the curve's size (RFC 7518 3.4), else
+    the key's own sign() (EdDSA)."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        return key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+        size = (key.curve.key_size + 7) // 8
+        return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+    return bytes(key.sign(signing_input))
+
+
 def _sign_raw(key: Any, alg: str, jwk: dict[str, Any], w: World, token: str, url: str) -> str:
     """A proof signed by an arbitrary key, its jwk as given (bypassing SigningKey's checks)."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding
-    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-
     head = b64url_encode(json.dumps({"typ": "dpop+jwt", "alg": alg, "jwk": jwk}).encode())
     body = b64url_encode(json.dumps({"htm": "GET", "htu": url, "iat": int(w.clock()),
                                      "jti": "j-raw", "ath": access_token_hash(token)}).encode())
-    signing_input = f"{head}.{body}".encode()
-    if isinstance(key, rsa.RSAPrivateKey):
-        signature = key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
-    elif isinstance(key, ec.EllipticCurvePrivateKey):
-        r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
-        size = (key.curve.key_size + 7) // 8
-        signature = r.to_bytes(size, "big") + s.to_bytes(size, "big")
-    else:
-        signature = key.sign(signing_input)
-    return f"{head}.{body}.{b64url_encode(signature)}"
+    return f"{head}.{body}.{b64url_encode(jws_signature(key, f'{head}.{body}'.encode()))}"
 
 
 def _small_rsa(w: World, token: str, url: str) -> str:
@@ -194,10 +198,10 @@ HOSTILE_PROOFS = [
     HostileProof("htm with a space", target(method="GET ")),
     HostileProof("htm a list", claims(htm=["GET"])),
     # -- time -------------------------------------------------------------------------------
-    HostileProof("iat just beyond the leeway ahead", claims(iat=1_800_000_000 + 11)),
-    HostileProof("iat a year ahead", claims(iat=1_800_000_000 + 365 * 86400)),
+    HostileProof("iat just beyond the leeway ahead", claims(iat=lambda w: int(w.clock()) + 11)),
+    HostileProof("iat a year ahead", claims(iat=lambda w: int(w.clock()) + 365 * 86400)),
     HostileProof("iat 1e300", claims(iat=1e300)),
-    HostileProof("iat just older than max_age + leeway", claims(iat=1_800_000_000 - 311)),
+    HostileProof("iat just older than max_age + leeway", claims(iat=lambda w: int(w.clock()) - 311)),
     HostileProof("iat zero", claims(iat=0)),
     HostileProof("iat true", claims(iat=True)),
     HostileProof("iat missing", claims(iat=None)),
@@ -301,14 +305,73 @@ def test_a_valid_proof_passes_each_adapter(client_name: str, url: str, world: Wo
     assert adapter.get("/calendar", world.agent.headers(token, "GET", url)).status == 200
 
 
-def test_a_replay_is_refused_however_the_proof_is_respelled(world: World, guard: Guard) -> None:
+# The order of the P-256 group: (r, s) and (r, n - s) are both valid ECDSA signatures.
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def _high_s_twin(w: World, proof: str) -> str:
+    """The same proof with the other valid ECDSA signature: anyone can compute it, no key needed."""
+    head, body, signature = proof.split(".")
+    raw = b64url_decode(signature)
+    r, s = raw[:32], int.from_bytes(raw[32:], "big")
+    return f"{head}.{body}.{b64url_encode(r + (P256_ORDER - s).to_bytes(32, 'big'))}"
+
+
+def _signed_again(w: World, proof: str) -> str:
+    """The same header and claims signed afresh by the agent (a new ECDSA nonce)."""
+    head, body, _ = proof.split(".")
+    return f"{head}.{body}.{b64url_encode(w.agent.key.sign(f'{head}.{body}'.encode()))}"
+
+
+def _json_respelled(w: World, proof: str) -> str:
+    """The same header and claims (same jti) in compact JSON, signed by the agent."""
+    head, body = (json.loads(b64url_decode(part)) for part in proof.split(".")[:2])
+    return w.agent.key.compact(json.dumps(head, separators=(",", ":")).encode(),
+                               json.dumps(body, separators=(",", ":")).encode())
+
+
+def _as_is(w: World, proof: str) -> str:
+    return proof
+
+
+def _jti(proof: str) -> str:
+    return str(json.loads(b64url_decode(proof.split(".")[1]))["jti"])
+
+
+RESPELLINGS: list[Callable[[World, str], str]] = [_as_is, _high_s_twin, _signed_again, _json_respelled]
+
+
+@pytest.mark.parametrize("respell", RESPELLINGS, ids=["as is", "high-s twin signature",
+                                                      "signed again", "JSON re-spelled"])
+def test_a_replay_is_refused_however_the_proof_is_respelled(
+        respell: Callable[[World, str], str], world: World, guard: Guard) -> None:
+    """Each spelling is a proof a fresh guard accepts; once its jti was used it is a replay."""
     token = world.token()
     proof = world.agent.proof("GET", VERIFY_URL, token)
+    respelled = respell(world, proof)
+    assert (respelled == proof) == (respell is _as_is) and _jti(respelled) == _jti(proof)
+    assert world.issuer.guard(audience=API).verify(token, dpop=respelled, method="GET", url=VERIFY_URL)
     guard.verify(token, dpop=proof, method="GET", url=VERIFY_URL)
-    for respelled in (proof, f" {proof} ", proof + "=", proof.replace(".", ". ", 1)):
-        with pytest.raises(GuardError) as caught:
-            guard.verify(token, dpop=respelled.strip(), method="GET", url=VERIFY_URL)
-        assert caught.value.code == "DPOP_INVALID"
+    with pytest.raises(GuardError) as caught:
+        guard.verify(token, dpop=respelled, method="GET", url=VERIFY_URL)
+    assert caught.value.code == "DPOP_INVALID"
+    assert caught.value.detail == "DPoP proof jti replayed within its validity window"
+
+
+@pytest.mark.parametrize(("respell", "reason"), [
+    (lambda proof: f" {proof} ", "it is not a compact JWS (not unpadded base64url)"),
+    (lambda proof: proof + "=", "it is not a compact JWS (not unpadded base64url)"),
+    # The space is part of the signing input (the payload is decoded only after the signature).
+    (lambda proof: proof.replace(".", ". ", 1), "its signature does not verify with its jwk"),
+], ids=["surrounded by spaces", "padded", "space after a dot"])
+def test_a_proof_respelled_outside_base64url_is_refused_even_when_fresh(
+        respell: Callable[[str], str], reason: str, world: World, guard: Guard) -> None:
+    """Spellings that are no valid proof never reach the replay check: refused on first use."""
+    token = world.token()
+    proof = respell(world.agent.proof("GET", VERIFY_URL, token))
+    with pytest.raises(GuardError) as caught:
+        guard.verify(token, dpop=proof, method="GET", url=VERIFY_URL)
+    assert (caught.value.code, caught.value.detail) == ("DPOP_INVALID", reason)
 
 
 def test_a_replay_to_another_token_of_the_same_key_is_refused(world: World, guard: Guard) -> None:

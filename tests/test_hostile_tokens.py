@@ -15,36 +15,35 @@ import hmac
 import json
 import logging
 import sys
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from types import FrameType
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from grantex_guard import Grant, Guard, GuardError
-from grantex_guard.jose import b64url_encode
+from grantex_guard.jose import b64url_decode, b64url_encode
+from grantex_guard.scopes import ScopeSet
 from grantex_guard.testing import LocalIssuer, SigningKey, unverified_claims
 
+from . import matrix
 from .adapter_apps import Adapter, Answer, flask_test_client, starlette_test_client
-from .conftest import FakeClock
+from .conftest import NOW, FakeClock
 from .jwks_server import JWKSServer, ec_key, jwks, public_jwk
+from .test_hostile_proofs import jws_signature
+from .vocabulary import B64URL, CLAIM_NAMES
 
 API = "https://api.example.com"
 ROUTE_SCOPES = {"/calendar": ["calendar:read"], "/payments": ["payments:initiate:max_1000"]}
 STATUS = {"TOKEN_INVALID": 401, "TOKEN_EXPIRED": 401, "DPOP_REQUIRED": 401,
           "SCOPE_INSUFFICIENT": 403, "DELEGATION_DENIED": 403}
-CHALLENGE = {
-    "TOKEN_INVALID": 'Bearer realm="grantex", error="invalid_token"',
-    "TOKEN_EXPIRED": 'Bearer realm="grantex", error="invalid_token"',
-    "SCOPE_INSUFFICIENT": 'Bearer realm="grantex", error="insufficient_scope"',
-    "DELEGATION_DENIED": 'Bearer realm="grantex", error="insufficient_scope"',
-    "DPOP_REQUIRED": "DPoP ",
-}
+CHALLENGE = {"TOKEN_INVALID": matrix.INVALID, "TOKEN_EXPIRED": matrix.INVALID,
+             "SCOPE_INSUFFICIENT": matrix.INSUFFICIENT, "DELEGATION_DENIED": matrix.INSUFFICIENT,
+             "DPOP_REQUIRED": "DPoP "}
 
 
 @dataclass
@@ -86,10 +85,6 @@ def world() -> Iterator[World]:
 
 
 # -- building blocks -------------------------------------------------------------------
-
-
-def raw(header: bytes, payload: bytes, signature: bytes = b"") -> str:
-    return ".".join(b64url_encode(part) for part in (header, payload, signature))
 
 
 def dumps(value: Any) -> bytes:
@@ -158,9 +153,8 @@ def p384_signed(kid: str) -> Callable[[World], str]:
     def make(w: World) -> str:
         header = b64url_encode(dumps({"alg": "ES256", "kid": kid, "typ": "at+jwt"}))
         payload = b64url_encode(dumps(w.claims()))
-        signing_input = f"{header}.{payload}".encode()
-        r, s = decode_dss_signature(w.p384_key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
-        return f"{header}.{payload}.{b64url_encode(r.to_bytes(48, 'big') + s.to_bytes(48, 'big'))}"
+        signature = jws_signature(w.p384_key, f"{header}.{payload}".encode())
+        return f"{header}.{payload}.{b64url_encode(signature)}"
     return make
 
 
@@ -170,6 +164,32 @@ def resigned(change: Callable[[dict[str, Any]], None]) -> Callable[[World], str]
         change(claims)
         return signed(w, w.header(), claims)
     return make
+
+
+def resigned_text(change: Callable[[dict[str, Any]], None], old: bytes,
+                  new: bytes) -> Callable[[World], str]:
+    """Claims changed, then `old` replaced by `new` in their JSON text (JSON that json.dumps
+    cannot write), signed by the real key."""
+    def make(w: World) -> str:
+        claims = w.claims()
+        change(claims)
+        text = dumps(claims)
+        assert text.count(old) == 1, text
+        return signed(w, w.header(), text.replace(old, new))
+    return make
+
+
+def token_of_length(w: World, length: int) -> str:
+    """A valid token of exactly `length` characters: only its size can be wrong with it."""
+    for extra in range(4):  # base64url never has a length of 4n+1: a header member shifts it
+        header = {"x": "x" * extra}
+        shortest = len(w.mint(claims={"pad": ""}, header=header))
+        guess = (length - shortest) * 3 // 4
+        for size in range(max(0, guess - 3), guess + 4):
+            token = w.mint(claims={"pad": "x" * size}, header=header)
+            if len(token) == length:
+                return token
+    raise AssertionError(f"no token of {length} characters")
 
 
 def dual_with(**changes: Any) -> Callable[[World], str]:
@@ -208,22 +228,71 @@ def _nested(w: World) -> str:
     return signed(w, w.header(cty="JWT"), inner.encode())
 
 
+# The encoding rows below are signed over the exact text they send, so a decoder that let
+# the trick through would accept the token: each is refused for its spelling alone (the
+# `detail` says which check refused it), never for a broken signature.
+
+
+def signed_as_spelled(w: World, header: str, payload: str,
+                      spell_signature: Callable[[str], str] = lambda signature: signature) -> str:
+    """Header and payload text as given, signed by the real key over exactly that text."""
+    signature = b64url_encode(w.issuer.key.sign(f"{header}.{payload}".encode()))
+    return f"{header}.{payload}.{spell_signature(signature)}"
+
+
+def _unaligned(data: bytes) -> bytes:
+    """The same JSON with a trailing space if needed, so its base64 needs padding."""
+    return data + b" " if len(data) % 3 == 0 else data
+
+
+def _padding(part: str) -> str:
+    assert len(part) % 4 in (2, 3), part  # "=" or "==" is the padding a lenient decoder takes
+    return part + "=" * (-len(part) % 4)
+
+
 def _padded(w: World) -> str:
-    return ".".join(part + "=" * (-len(part) % 4 or 2) for part in w.mint().split("."))
+    header = _padding(b64url_encode(_unaligned(dumps(w.header()))))
+    payload = _padding(b64url_encode(_unaligned(dumps(w.claims()))))
+    return signed_as_spelled(w, header, payload, _padding)  # an RS256 signature is 256 bytes
+
+
+def _padded_header(w: World) -> str:
+    return signed_as_spelled(w, _padding(b64url_encode(_unaligned(dumps(w.header())))),
+                             b64url_encode(dumps(w.claims())))
+
+
+def _padded_payload(w: World) -> str:
+    return signed_as_spelled(w, b64url_encode(dumps(w.header())),
+                             _padding(b64url_encode(_unaligned(dumps(w.claims())))))
+
+
+def _standard(part: str) -> str:
+    respelled = part.translate(str.maketrans("-_", "+/"))
+    assert respelled != part, part  # the part does use a character the alphabets spell apart
+    return respelled
 
 
 def _standard_b64(w: World) -> str:
-    header, payload, signature = w.mint().split(".")
-    return ".".join([header, payload, signature.replace("-", "+").replace("_", "/") + "+/"])
-
-
-_B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    """Every part in the standard alphabet ("+/" for "-_"); "??????" encodes to a "_"."""
+    header = _standard(b64url_encode(dumps(w.header(x="??????"))))
+    for _ in range(100):  # until the signature holds a "-" or "_" (all but certain at once)
+        payload = _standard(b64url_encode(dumps(w.claims(claims={"x": "??????"}))))
+        signature = signed_as_spelled(w, header, payload).rsplit(".", 1)[1]
+        if "-" in signature or "_" in signature:
+            return f"{header}.{payload}.{_standard(signature)}"
+    raise AssertionError("no signature used - or _")
 
 
 def _respelled(part: str) -> str:
     """The same bytes spelled with the unused low bits of the last character set."""
-    index = _B64URL_ALPHABET.index(part[-1])
-    return part[:-1] + _B64URL_ALPHABET[index | (0b1111 if len(part) % 4 == 2 else 0b11)]
+    index = B64URL.index(part[-1])
+    respelled = part[:-1] + B64URL[index | (0b1111 if len(part) % 4 == 2 else 0b11)]
+    assert respelled != part and b64url_decode(part) == _lenient_b64decode(respelled)
+    return respelled
+
+
+def _lenient_b64decode(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
 
 def _respelled_signature(w: World) -> str:
@@ -232,10 +301,8 @@ def _respelled_signature(w: World) -> str:
 
 
 def _respelled_payload(w: World) -> str:
-    tokens = (w.mint(claims={"pad": "x" * size}) for size in (1, 2, 3))
-    token = next(t for t in tokens if len(t.split(".")[1]) % 4 in (2, 3))  # ends mid-byte
-    header, payload, signature = token.split(".")
-    return f"{header}.{_respelled(payload)}.{signature}"
+    payload = b64url_encode(_unaligned(dumps(w.claims())))  # ends mid-byte
+    return signed_as_spelled(w, b64url_encode(dumps(w.header())), _respelled(payload))
 
 
 def _tampered_payload(w: World) -> str:
@@ -264,17 +331,9 @@ def grant_depth(value: Any) -> Callable[[World], str]:
     return resigned(change)
 
 
-def _authorization_details(value: Any) -> Callable[[World], str]:
-    return with_claims(authorization_details=value)
-
-
 BUDGET = "urn:grantex:params:oauth:authorization-details:budget"
 GRANT = "urn:grantex:grant"
-
-# Null in every claim the verifier interprets (and in every member of the grant object).
-NULLABLE_CLAIMS = ("iss", "sub", "aud", "iat", "exp", "nbf", "jti", "client_id", "scope", "cnf",
-                   "act", "authorization_details", GRANT, "agt", "dev", "scp", "grnt",
-                   "parentAgt", "parentGrnt", "delegationDepth", "bdg")
+assert GRANT in CLAIM_NAMES  # null is refused in every claim the verifier interprets
 
 
 def _null_claim(name: str) -> Callable[[World], str]:
@@ -302,7 +361,23 @@ class Hostile:
     make: Callable[[World], str]
     code: str | None  # None: the token is acceptable (a control case)
     path: str = "/calendar"
+    # A substring of GuardError.detail naming the check that must refuse the token, so the
+    # row cannot pass because another check refused it first. Through the adapters it is
+    # looked for in the rejection log line (for scopes: in the response's message).
+    detail: str | None = None
 
+
+CAPPED = "payments:initiate:max_"
+# max_ constraints outside the strict grammar `max_[0-9]+(.[0-9]+)?` (most of them numbers
+# to Decimal() or float()): each is no limit at all, so it grants no amount.
+ILL_FORMED_CAPS = (
+    *(CAPPED + number for number in ("1e9", "NaN", "Infinity", "inf", "-5000", "+5000", "1_000_000",
+                                     "\uff11\uff10\uff10\uff10", "\u0661\u0660\u0660\u0660",
+                                     "1000e0", "0x1000", "1000.", ".5", "")),
+    "payments:initiate:MAX_5000", "payments:initiate:max_5000:max_1")
+# Leading zeros and long fractions are in the grammar: these are real caps, just below 1000.
+CAPS_BELOW_1000 = {CAPPED + "0999": Decimal("999"),
+                   CAPPED + "999." + "9" * 32: Decimal("999." + "9" * 32)}
 
 INVALID, EXPIRED, SCOPE, DEEP = "TOKEN_INVALID", "TOKEN_EXPIRED", "SCOPE_INSUFFICIENT", "DELEGATION_DENIED"
 
@@ -339,6 +414,7 @@ HOSTILE: list[Hostile] = [
             lambda w: w.mint(signing_key=SigningKey("ES256"), kid=w.es_key.kid), INVALID),
     Hostile("ES256 token naming a P-384 key published as ES256", p384_signed("p384-as-es256"), INVALID),
     Hostile("ES256 token naming a P-384 key without alg", p384_signed("p384"), INVALID),
+    Hostile("real ES256 key (control)", lambda w: w.mint(signing_key=w.es_key, kid=w.es_key.kid), None),
     Hostile("foreign RS256 key under the real kid",
             lambda w: w.mint(signing_key=SigningKey("RS256"), kid=w.issuer.key.kid), INVALID),
     # -- headers that point at keys: all ignored ------------------------------------------
@@ -352,9 +428,11 @@ HOSTILE: list[Hostile] = [
     Hostile("crit naming exp", with_header(crit=["exp"]), INVALID),
     Hostile("crit empty", with_header(crit=[]), INVALID),
     Hostile("crit b64 false", with_header(crit=["b64"], b64=False), INVALID),
+    # The last alg is the real one: a reader keeping the last (or first) member would not
+    # refuse on "none", so only the duplicate check stands between this token and a 200.
     Hostile("duplicate alg in the header", lambda w: signed(
-        w, b'{"alg":"RS256","kid":"' + w.issuer.key.kid.encode() + b'","alg":"none"}',
-        dumps(w.claims())), INVALID),
+        w, b'{"alg":"none","kid":"' + w.issuer.key.kid.encode() + b'","alg":"RS256"}',
+        dumps(w.claims())), INVALID, detail="header: duplicate member name"),
     Hostile("duplicate sub in the payload", lambda w: signed(
         w, w.header(), dumps(w.claims())[:-1] + b', "sub": "user_admin"}'), INVALID),
     Hostile("duplicate scope in the payload", lambda w: signed(
@@ -382,11 +460,17 @@ HOSTILE: list[Hostile] = [
     Hostile("typ a list", with_header(typ=["at+jwt"]), INVALID),
     Hostile("typ an object", with_header(typ={"at": "jwt"}), INVALID),
     # -- encoding ---------------------------------------------------------------------------
-    Hostile("padded parts", _padded, INVALID),
-    Hostile("standard base64 alphabet", _standard_b64, INVALID),
+    Hostile("padded parts", _padded, INVALID, detail="not unpadded base64url"),
+    Hostile("padded header (signed as padded)", _padded_header, INVALID,
+            detail="header: not unpadded base64url"),
+    Hostile("padded payload (signed as padded)", _padded_payload, INVALID,
+            detail="payload is not a base64url JSON object: not unpadded base64url"),
+    Hostile("standard base64 alphabet", _standard_b64, INVALID, detail="not unpadded base64url"),
     Hostile("payload swapped after signing", _tampered_payload, INVALID),
-    Hostile("signature re-spelled with unused bits set", _respelled_signature, INVALID),
-    Hostile("payload re-spelled with unused bits set", _respelled_payload, INVALID),
+    Hostile("signature re-spelled with unused bits set", _respelled_signature, INVALID,
+            detail="not canonical base64url (unused bits set)"),
+    Hostile("payload re-spelled with unused bits set", _respelled_payload, INVALID,
+            detail="payload is not a base64url JSON object: not canonical base64url (unused bits set)"),
     Hostile("signature empty", lambda w: w.mint().rsplit(".", 1)[0] + ".", INVALID),
     Hostile("signature truncated", lambda w: w.mint()[:-8], INVALID),
     Hostile("five parts (JWE)", lambda w: "eyJhbGciOiJSU0EtT0FFUCJ9.ZW5j.aXY.Y2lwaGVy.dGFn", INVALID),
@@ -394,7 +478,8 @@ HOSTILE: list[Hostile] = [
     Hostile("two parts", lambda w: w.mint().rsplit(".", 1)[0], INVALID),
     Hostile("only dots", lambda w: "..", INVALID),
     Hostile("a valid token twice", lambda w: w.mint() + w.mint(), INVALID),
-    Hostile("8193 characters", lambda w: "a" * 8193, INVALID),
+    Hostile("8193 characters", lambda w: token_of_length(w, 8193), INVALID,
+            detail="token is 8193 characters, above max_token_bytes=8192"),
     # -- claims of the wrong type --------------------------------------------------------
     Hostile("v1 scp a string", lambda w: w.mint(token_format="v1", claims={"scp": "calendar:read"}), INVALID),
     Hostile("v1 scp with a number", lambda w: w.mint(token_format="v1",
@@ -408,12 +493,12 @@ HOSTILE: list[Hostile] = [
       for value in ("1900000000", 1900000000.0, 1900000000.5, True, 10**20, -1, [1900000000],
                     {"t": 1})],
     *[Hostile(f"iat {value!r}", with_claims(iat=value), INVALID)
-      for value in ("1800000000", 1800000000.0, False, -5)],
+      for value in (str(int(NOW)), float(NOW), False, -5)],
     Hostile("nbf a string", with_claims(nbf="0"), INVALID),
     Hostile("exp a year ago", lambda w: w.mint(issued_at=w.clock() - 2 * 365 * 86400,
                                                 expires_in=365 * 86400), EXPIRED),
     Hostile("iat a day ahead", lambda w: w.mint(issued_at=w.clock() + 86400), INVALID),
-    Hostile("nbf an hour ahead", with_claims(nbf=1_800_003_600), INVALID),
+    Hostile("nbf an hour ahead", lambda w: w.mint(claims={"nbf": int(w.clock()) + 3600}), INVALID),
     *[Hostile(f"v1 delegationDepth {value!r}", v1_depth(value), INVALID)
       for value in (-1, 1.0, 1.5, True, "1", 11, 2**64)],
     *[Hostile(f"delegation_depth {value!r}", grant_depth(value), INVALID)
@@ -445,14 +530,14 @@ HOSTILE: list[Hostile] = [
     Hostile("principal-session token signed by the real key", _session_token, INVALID),
     Hostile("v1 token without agt", lambda w: w.mint(token_format="v1", claims={"agt": None}), INVALID),
     Hostile("iss with a trailing slash", with_claims(iss="https://issuer.grantex.test/"), INVALID),
-    *[Hostile(f"null {name}", _null_claim(name), INVALID) for name in NULLABLE_CLAIMS],
+    *[Hostile(f"null {name}", _null_claim(name), INVALID) for name in CLAIM_NAMES],
     *[Hostile(f"null grant member {name}", _null_grant_member(name), INVALID)
       for name in ("grant_id", "agent_did", "developer_id", "parent_grant_id", "delegation_depth")],
     *[Hostile(f"dual alias {name} disagrees", dual_with(**{name: value}), INVALID)
       for name, value in DUAL_DISAGREEMENTS.items()],
     Hostile("dual token whose aliases agree (control)", dual_with(), None),
     # -- authorization_details ------------------------------------------------------------
-    *[Hostile(f"authorization_details {label}", _authorization_details(value), INVALID)
+    *[Hostile(f"authorization_details {label}", with_claims(authorization_details=value), INVALID)
       for label, value in (
           ("an object", {"type": BUDGET, "amount": 5}),
           ("a list of strings", [BUDGET]),
@@ -460,10 +545,15 @@ HOSTILE: list[Hostile] = [
           ("a numeric type", [{"type": 7}]),
           ("budget amount a string", [{"type": BUDGET, "amount": "5"}]),
           ("budget amount negative", [{"type": BUDGET, "amount": -5}]),
-          ("budget amount infinite (1e400)", [{"type": BUDGET, "amount": 1e400}]),
           ("budget amount missing", [{"type": BUDGET, "currency": "USD"}]),
           ("budget currency a number", [{"type": BUDGET, "amount": 5, "currency": 840}]),
       )],
+    # The JSON number 1e400 as sent: Python's JSON reader takes it as float("inf") without
+    # complaint (unlike the literal Infinity, refused as not JSON), so the claims reader refuses it.
+    Hostile("authorization_details budget amount infinite (1e400)", resigned_text(
+        lambda claims: claims.update(authorization_details=[{"type": BUDGET, "amount": 0.5}]),
+        b'"amount": 0.5', b'"amount": 1e400'), INVALID,
+        detail="claim authorization_details.amount must be a finite amount >= 0"),
     Hostile("v1 bdg a string", lambda w: w.mint(token_format="v1", claims={"bdg": "100"}), INVALID),
     # -- scopes: confusables and hostile limits -------------------------------------------
     *[Hostile(f"scope {scope!r}", scoped(scope), SCOPE)
@@ -472,18 +562,16 @@ HOSTILE: list[Hostile] = [
                     "Calendar:read", "calendar::read", ":calendar:read", "calendar:",
                     "calendar:read:", "calendar:read:max_5", "calendar", "calendar:*", "*:*",
                     "calendar:read\x00")],
-    *[Hostile(f"payment cap {scope!r}", scoped(scope), SCOPE, "/payments")
-      for scope in ("payments:initiate:max_1e9", "payments:initiate:max_NaN",
-                    "payments:initiate:max_Infinity", "payments:initiate:max_inf",
-                    "payments:initiate:max_-5000", "payments:initiate:max_+5000",
-                    "payments:initiate:max_1_000_000", "payments:initiate:max_0999",
-                    "payments:initiate:max_999.99999999999999999999999999999999",
-                    "payments:initiate:max_\uff11\uff10\uff10\uff10",
-                    "payments:initiate:max_\u0661\u0660\u0660\u0660",
-                    "payments:initiate:max_1000e0", "payments:initiate:max_0x1000",
-                    "payments:initiate:max_1000.", "payments:initiate:max_.5",
-                    "payments:initiate:max_", "payments:initiate:MAX_5000",
-                    "payments:initiate:max_5000:max_1")],
+    # An ill-formed cap is no cap at all ("Missing scope"), not a cap under 1000: a parser
+    # reading -5000 or .5 as a number would refuse these too, but with another detail.
+    *[Hostile(f"payment cap {scope!r}", scoped(scope), SCOPE, "/payments",
+              detail="Missing scope 'payments:initiate:max_1000'.")
+      for scope in ILL_FORMED_CAPS],
+    # Well-formed caps just under the route's 1000: refused for their amount (a float reading
+    # of 999.999...9 would round up to 1000 and let it through).
+    *[Hostile(f"payment cap {scope!r}", scoped(scope), SCOPE, "/payments",
+              detail=f"up to {scope.removeprefix(CAPPED)} ({scope}), not 1000.")
+      for scope in CAPS_BELOW_1000],
     Hostile("payment cap with leading zeros (control)", scoped("payments:initiate:max_0001000"),
             None, "/payments"),
     Hostile("payment cap of 1000 digits (control)", scoped("payments:initiate:max_" + "9" * 1000),
@@ -515,18 +603,21 @@ def flask_client(guard: Guard) -> Adapter:
 
 
 def assert_answer(case: Hostile, token: str, answer: Answer, log_text: str) -> None:
-    status, headers, body = answer.status, answer.headers, answer.body
+    """The shared adapter matrix's check (status, body, challenge, token not echoed), plus
+    Cache-Control, the logs, and the reason: in the rejection log line, or in the message for
+    scopes (the apps check those themselves, after Guard.verify, and say why publicly)."""
+    expected = matrix.Case(case.name, case.path, STATUS[case.code] if case.code else 200,
+                           case.code, CHALLENGE[case.code] if case.code else None, lambda issuer: {})
+    matrix.check(expected, answer.status, answer.headers, answer.body,
+                 {"Authorization": f"Bearer {token}"})
     if case.code is None:
-        assert status == 200, (case.name, status, body)
         return
-    assert status == STATUS[case.code], (case.name, status, body)
-    assert body == {"error": case.code, "message": body["message"]}, (case.name, body)
-    challenge = headers.get("WWW-Authenticate") or ""
-    assert challenge.startswith(CHALLENGE[case.code]), (case.name, challenge)
-    assert headers.get("Cache-Control") == "no-store"
+    assert answer.headers.get("Cache-Control") == "no-store"
     if len(token) > 20:  # short ones ("..") could occur in any text by chance
-        for text in (json.dumps(body), challenge, log_text):
-            assert token not in text, case.name
+        assert token not in log_text, case.name
+    if case.detail is not None:
+        reason = answer.body["message"] if case.code == SCOPE else log_text
+        assert case.detail in reason, (case.name, reason)
 
 
 # -- the suite ---------------------------------------------------------------------------
@@ -553,6 +644,8 @@ def assert_outcome(case: Hostile, token: str, result: Grant | GuardError) -> Non
     assert isinstance(result, GuardError), (case.name, "accepted", result)
     assert (result.code, result.status) == (case.code, STATUS[case.code]), (case.name, result.detail)
     assert token not in result.message and token not in str(result.detail or "")
+    if case.detail is not None:
+        assert case.detail in str(result.detail), (case.name, result.detail)
 
 
 @pytest.mark.parametrize("case", HOSTILE, ids=IDS)
@@ -590,6 +683,28 @@ def test_hostile_token_through_starlette_middleware(case: Hostile, world: World,
 def test_hostile_token_through_flask_extension(case: Hostile, world: World, flask_client: Adapter,
                                                caplog: pytest.LogCaptureFixture) -> None:
     assert_answer_through(flask_client, case, world, caplog)
+
+
+@pytest.mark.parametrize("scope", ILL_FORMED_CAPS)
+def test_an_ill_formed_payment_cap_allows_no_amount(scope: str) -> None:
+    assert ScopeSet([scope]).limit("payments:initiate") is None
+
+
+@pytest.mark.parametrize(("scope", "cap"), [
+    *CAPS_BELOW_1000.items(),
+    ("payments:initiate:max_0001000", Decimal(1000)),
+    ("payments:initiate:max_" + "9" * 1000, Decimal("9" * 1000)),
+], ids=["max_0999", "max_999.9x32", "max_0001000", "max_9x1000"])
+def test_a_well_formed_payment_cap_is_read_exactly(scope: str, cap: Decimal) -> None:
+    assert ScopeSet([scope]).limit("payments:initiate") == cap
+
+
+def test_the_8193_character_token_is_refused_for_its_size_alone(world: World) -> None:
+    """The "8193 characters" row is otherwise valid: a guard allowing one more character takes it."""
+    token = token_of_length(world, 8193)
+    roomier = Guard(issuer=world.issuer.issuer, jwks_uri=world.jwks.url, audience=API,
+                    clock=world.clock, max_token_bytes=8193)
+    assert roomier.verify(token, scopes=ROUTE_SCOPES["/calendar"])
 
 
 def test_headers_pointing_at_keys_are_never_fetched(world: World, guard: Guard) -> None:
@@ -634,14 +749,11 @@ def test_a_one_megabyte_token_is_refused_fast_and_without_decoding(world: World)
     huge = f"{header}.{payload + 'A' * (1 << 20)}.{signature}"  # well-formed base64url
     hits_before = world.jwks.hits
 
-    started = time.perf_counter()
     with pytest.raises(GuardError) as caught:
         guard.verify(huge)
-    elapsed = time.perf_counter() - started
 
     assert (caught.value.code, caught.value.status) == ("TOKEN_INVALID", 401)
     assert "too large" in caught.value.message
-    assert elapsed < 0.1
     assert _decoding_calls(lambda: guard.verify(huge)) == []
     assert world.jwks.hits == hits_before
     assert _decoding_calls(lambda: guard.verify(valid))  # the probe does see decoding
